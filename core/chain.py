@@ -1,0 +1,117 @@
+"""The plugin chain: instances in YAML order, and the walker that calls their hooks.
+
+The async convention (see ``hookspecs``): the pipeline never calls
+``pm.hook.NAME()``. ``Chain.first`` and ``Chain.each`` walk the hook
+implementations in chain order and await each result that is awaitable, so an
+``async def`` returning ``None`` means "not mine" exactly like a plain ``def``.
+Each call is bounded in time; an unexpected exception or a time-out becomes a
+``PluginFailure`` (temporary), logged with the plugin's name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginFailure, SMTPError
+from .plugin import Plugin
+
+log = logging.getLogger("mailpipe.chain")
+
+DEFAULT_TIMEOUTS: dict[str, float] = {
+    "accept": 60.0,
+    "route": 60.0,
+    "authenticate": 120.0,
+    "deliver": 1800.0,
+    "on_failure": 30.0,
+    "open_queue": 60.0,
+    "startup": 60.0,
+    "shutdown": 60.0,
+    "explain_route": 60.0,
+}
+
+
+class Chain:
+    """Plugins registered with pluggy in chain order, and hook calls over them.
+
+    Plugins are registered in reverse so that pluggy's own order (last
+    registered first) is the YAML order too, ``tryfirst``/``trylast`` included.
+    """
+
+    def __init__(self, plugins: Iterable[Plugin], timeouts: dict[str, float] | None = None) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins = list(plugins)
+        for plugin in reversed(self.plugins):
+            self.pm.register(plugin, name=plugin.instance_name)
+        self.timeouts = {**DEFAULT_TIMEOUTS, **(timeouts or {})}
+
+    def implementations(self, hook: str) -> list[pluggy.HookImpl]:
+        """Implementations of ``hook`` in the order they are called."""
+        return list(reversed(getattr(self.pm.hook, hook).get_hookimpls()))
+
+    def order(self) -> dict[str, list[str]]:
+        """Hook name -> plugin names in call order (what ``pipeline check`` prints)."""
+        names = [n for n in dir(hookspecs) if isinstance(getattr(self.pm.hook, n, None), pluggy.HookCaller)]
+        return {n: [i.plugin_name for i in self.implementations(n)] for n in sorted(names)}
+
+    async def call(self, impl: pluggy.HookImpl, hook: str, kwargs: dict[str, Any]) -> Any:
+        """Call one implementation with the arguments it asks for, bounded in time."""
+        timeout = self.timeouts.get(hook, 60.0)
+        try:
+            result = impl.function(*[kwargs[name] for name in impl.argnames])
+            if inspect.isawaitable(result):
+                result = await asyncio.wait_for(result, timeout)
+            return result
+        except SMTPError:
+            raise
+        except TimeoutError as exc:
+            log.error("plugin %s: %s timed out after %.0fs", impl.plugin_name, hook, timeout)
+            raise PluginFailure(impl.plugin_name, hook, f"timed out after {timeout:.0f}s") from exc
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("plugin %s raised in %s", impl.plugin_name, hook)
+            raise PluginFailure(impl.plugin_name, hook, f"{type(exc).__name__}: {exc}") from exc
+
+    async def first(self, hook: str, **kwargs: Any) -> Any:
+        """First non-None result in chain order, or None."""
+        for impl in self.implementations(hook):
+            result = await self.call(impl, hook, kwargs)
+            if result is not None:
+                return result
+        return None
+
+    async def each(self, hook: str, **kwargs: Any) -> list[Any]:
+        """Call every implementation in chain order; the non-None results."""
+        results = []
+        for impl in self.implementations(hook):
+            result = await self.call(impl, hook, kwargs)
+            if result is not None:
+                results.append(result)
+        return results
+
+    def notify(self, hook: str, **kwargs: Any) -> None:
+        """Call an observer hook on every plugin without waiting; errors are logged, never raised."""
+        for impl in self.implementations(hook):
+            try:
+                result = impl.function(*[kwargs[name] for name in impl.argnames])
+                if inspect.isawaitable(result):
+                    task = asyncio.ensure_future(result)
+                    task.add_done_callback(_log_task_error(impl.plugin_name, hook))
+            except Exception:
+                log.exception("plugin %s raised in %s", impl.plugin_name, hook)
+
+
+def _log_task_error(plugin: str, hook: str):  # noqa: ANN202
+    def done(task: asyncio.Future[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("plugin %s raised in %s: %r", plugin, hook, task.exception())
+
+    return done

@@ -1,0 +1,57 @@
+"""A tiny control channel: ``pipeline queue retry`` wakes a running ``pipeline serve``.
+
+A Unix datagram socket in the state folder. The server binds it; the CLI sends
+one word (``run``) and does not wait. When no server runs, nothing happens: the
+change the CLI made in the queue is picked up at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger("mailpipe.control")
+
+
+def socket_path(state_dir: Path) -> Path:
+    return state_dir / "control.sock"
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, on_run: Callable[[], None]) -> None:
+        self.on_run = on_run
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        if data.strip() == b"run":
+            self.on_run()
+
+
+async def listen(state_dir: Path, on_run: Callable[[], None]) -> asyncio.DatagramTransport | None:
+    """Bind the control socket; None (with a warning) when it cannot be bound."""
+    path = socket_path(state_dir)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    try:
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: _Protocol(on_run), local_addr=str(path), family=socket.AF_UNIX
+        )
+    except OSError as exc:
+        log.warning("control socket %s unavailable (%s): `pipeline queue retry` will not wake this server",
+                    path, exc)
+        return None
+    return transport  # type: ignore[return-value]
+
+
+def poke(state_dir: Path) -> bool:
+    """Ask a running server to start a delivery run now; False when none listens."""
+    path = socket_path(state_dir)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(b"run", str(path))
+        return True
+    except OSError:
+        return False

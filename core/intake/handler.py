@@ -1,0 +1,130 @@
+"""The aiosmtpd handler: what the gateway answers at each SMTP step.
+
+- EHLO: adds PIPELINING to aiosmtpd's SIZE, 8BITMIME, SMTPUTF8, STARTTLS, AUTH.
+- RCPT: relay control. Clients in ``relay.networks`` or logged in may relay;
+  anyone else gets ``554 5.7.1``. At most ``intake.max_recipients``.
+- DATA: line ends made canonical, every plugin's ``accept`` hook, a Received
+  header, then the durable commit; ``250`` only once the queue has the message
+  on stable storage.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..errors import Reply, SMTPError
+from ..ids import new_queue_id
+from ..message import Message, Recipient, SessionInfo
+from ..queue import QueueError, QueueFull
+from .normalise import normalise_line_ends
+from .received import received_header
+
+if TYPE_CHECKING:
+    from ..gateway import Gateway
+
+log = logging.getLogger("mailpipe.intake")
+
+
+def _addr(address: str) -> str:
+    return "" if address in ("<>", "") else address
+
+
+class IntakeHandler:
+    """Handler object for aiosmtpd's ``SMTP`` protocol; one per listener."""
+
+    def __init__(self, gateway: Gateway, listener: str) -> None:
+        self.gateway = gateway
+        self.settings = gateway.settings
+        self.listener = listener
+
+    def may_relay(self, session: Any) -> bool:
+        """Relay is allowed from ``relay.networks`` and for logged-in clients."""
+        if session.authenticated:
+            return True
+        try:
+            ip = ipaddress.ip_address(session.peer[0])
+        except (ValueError, TypeError, IndexError):
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.settings.relay.networks)
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        responses = [r for r in responses if r.strip() != "250-AUTH"]
+        responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          mail_options: list[str]) -> str:
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        if not self.may_relay(session):
+            log.info("relay denied for %s from %s", address, session.peer[0])
+            return "554 5.7.1 Relay access denied: log in or send from an allowed network"
+        if len(envelope.rcpt_tos) >= self.settings.intake.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        if rcpt_options:
+            return "555 5.5.4 RCPT parameters not supported"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    def session_info(self, server: Any, session: Any, envelope: Any) -> SessionInfo:
+        tls = session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None
+        return SessionInfo(
+            peer=str(session.peer[0]),
+            helo=session.host_name,
+            tls=tls,
+            auth_user=session.auth_data if session.authenticated and isinstance(session.auth_data, str) else None,
+            may_relay=True,
+            smtputf8=bool(getattr(envelope, "smtp_utf8", False)),
+            listener=self.listener,
+        )
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        gw = self.gateway
+        now = gw.clock.now()
+        info = self.session_info(server, session, envelope)
+        queue_id = new_queue_id(now)
+        data = normalise_line_ends(bytes(envelope.original_content))
+        message = Message(
+            id=queue_id,
+            sender=_addr(envelope.mail_from),
+            recipients=[Recipient(address=r) for r in envelope.rcpt_tos],
+            created=now,
+            session=info,
+            mail_options=list(envelope.mail_options),
+            _data=data,
+        )
+        try:
+            for result in await gw.chain.each("accept", message=message, session=info):
+                if isinstance(result, Reply) and result.code >= 400:
+                    raise SMTPError(result.code, result.enhanced, result.text)
+        except SMTPError as exc:
+            log.info("message from %s refused by accept: %s", info.peer, exc.reply)
+            return str(exc.reply)
+        header = received_header(info, self.settings.hostname, queue_id, envelope.rcpt_tos, now,
+                                 esmtp=bool(session.extended_smtp))
+        extra = b"".join(f"{n}: {v}\r\n".encode("utf-8", "surrogateescape") for n, v in message.added_headers)
+        stored = header + extra + data
+        message._data = None
+        message.size = len(stored)
+        try:
+            await gw.queue.store(message, stored)
+        except QueueFull as exc:
+            gw.events.emit("queue.full", str(exc), level="error")
+            return "452 4.3.1 Insufficient system storage"
+        except QueueError as exc:
+            gw.events.emit("queue.error", str(exc), level="error")
+            return "451 4.3.0 Queue unavailable, try again later"
+        log.info("%s: accepted from %s <%s> for %d recipient(s), %d bytes", queue_id, info.peer,
+                 message.sender, len(message.recipients), message.size)
+        gw.message_stored(message)
+        return f"250 2.0.0 Ok: queued as {queue_id}"

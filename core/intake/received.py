@@ -1,0 +1,37 @@
+"""The Received: trace header (RFC 5321 section 4.4)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+from ..message import SessionInfo
+
+
+def protocol(session: SessionInfo, esmtp: bool) -> str:
+    """The ``with`` keyword: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA (UTF8SMTP* with SMTPUTF8; RFC 3848/6531)."""
+    if not esmtp:
+        return "SMTP"
+    word = "UTF8SMTP" if session.smtputf8 else "ESMTP"
+    return word + ("S" if session.tls else "") + ("A" if session.auth_user else "")
+
+
+def received_header(
+    session: SessionInfo, hostname: str, queue_id: str, recipients: list[str], now: float, esmtp: bool = True
+) -> bytes:
+    """``Received: from HELO ([addr]) by HOST (mailpipe) with ESMTPS id ID for <rcpt>; date`` as folded bytes."""
+    helo = session.helo or "unknown"
+    addr = session.peer
+    literal = f"IPv6:{addr}" if ":" in addr else addr
+    lines = [f"Received: from {_clean(helo)} ([{literal}])"]
+    by = f"by {hostname} (mailpipe) with {protocol(session, esmtp)} id {queue_id}"
+    if len(recipients) == 1:
+        by += f"\r\n\tfor <{_clean(recipients[0])}>"
+    lines.append(f"\t{by};")
+    lines.append(f"\t{format_datetime(datetime.fromtimestamp(now, UTC))}")
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
+
+
+def _clean(text: str) -> str:
+    """Keep a client-chosen word from breaking the header (no spaces, controls or parentheses)."""
+    return "".join(c for c in text if c.isprintable() and c not in " ()<>;\\\"")[:255] or "unknown"

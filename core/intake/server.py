@@ -1,0 +1,125 @@
+"""Opening the intake listeners: one aiosmtpd server per ``listen`` entry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from typing import TYPE_CHECKING, Any
+
+from aiosmtpd.smtp import SMTP
+
+from ..errors import ConfigError
+from ..settings import ListenSpec
+from .auth import RelayAuthenticator
+from .handler import IntakeHandler
+
+if TYPE_CHECKING:
+    from ..gateway import Gateway
+
+log = logging.getLogger("mailpipe.intake")
+
+
+class GatewaySMTP(SMTP):
+    """aiosmtpd's SMTP protocol with a connection limit answered with 421."""
+
+    def __init__(self, handler: IntakeHandler, *, intake: Intake, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._intake = intake
+        self._counted = False
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._counted and not self._refused:
+            if self._intake.active >= self._intake.max_connections:
+                self._refused = True
+                log.warning("connection from %s refused: %d connections open",
+                            transport.get_extra_info("peername"), self._intake.active)
+                transport.write(f"421 4.7.0 {self.hostname} Too many connections, try again later\r\n".encode())
+                transport.close()
+                return
+            self._counted = True
+            self._intake.active += 1
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
+        if self._counted:
+            self._counted = False
+            self._intake.active -= 1
+        super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
+            return False
+        return super().eof_received()
+
+
+def server_tls_context(spec: ListenSpec) -> ssl.SSLContext:
+    """A server TLS context from the listener's cert and key (TLS 1.2 or newer)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(str(spec.cert), str(spec.key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"listen {spec.address}: cannot load cert {spec.cert} / key {spec.key}: {exc}") from exc
+    return ctx
+
+
+class Intake:
+    """All intake listeners of one gateway."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.settings = gateway.settings
+        self.max_connections = self.settings.intake.max_connections
+        self.active = 0
+        self.servers: list[asyncio.base_events.Server] = []
+        users = self.settings.relay.users
+        self.authenticator = RelayAuthenticator(users) if users else None
+
+    def _factory(self, spec: ListenSpec, tls: ssl.SSLContext | None) -> Any:
+        handler = IntakeHandler(self.gateway, spec.address)
+        kwargs: dict[str, Any] = dict(
+            hostname=self.settings.hostname,
+            ident="mailpipe",
+            data_size_limit=self.settings.intake.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            timeout=self.settings.intake.timeout,
+            auth_required=spec.require_auth,
+            # Implicit TLS is TLS from the first byte; aiosmtpd only knows STARTTLS as TLS.
+            auth_require_tls=spec.tls != "implicit",
+        )
+        if spec.tls == "starttls":
+            kwargs["tls_context"] = tls
+        if self.authenticator is not None:
+            kwargs["authenticator"] = self.authenticator
+        else:
+            kwargs["auth_exclude_mechanism"] = ["LOGIN", "PLAIN"]
+        return lambda: GatewaySMTP(handler, intake=self, **kwargs)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for spec in self.settings.listen:
+            tls = server_tls_context(spec) if spec.tls != "none" else None
+            try:
+                server = await loop.create_server(
+                    self._factory(spec, tls), spec.host, spec.port,
+                    ssl=tls if spec.tls == "implicit" else None, reuse_address=True,
+                )
+            except OSError as exc:
+                await self.stop()
+                raise ConfigError(f"listen {spec.address}: cannot listen: {exc.strerror or exc}") from exc
+            self.servers.append(server)
+            log.info("listening on %s (tls: %s%s)", spec.address, spec.tls,
+                     ", login required" if spec.require_auth else "")
+
+    async def stop(self) -> None:
+        """Stop accepting connections (sessions in progress are cut at the next close)."""
+        for server in self.servers:
+            server.close()
+        for server in self.servers:
+            await server.wait_closed()
+        self.servers.clear()

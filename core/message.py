@@ -1,0 +1,223 @@
+"""The message model that hooks receive and return.
+
+``Message`` is one queued message with its recipients; ``Route`` says how a
+group of recipients leaves; ``Credentials`` is what to log in with for that hop;
+``RecipientResult`` is the outcome of one recipient of one attempt; ``Decision``
+is what the retry policy decides about a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pydantic import SecretStr
+
+from .errors import Reply
+
+
+class RecipientState(StrEnum):
+    """Where one recipient of a queued message stands."""
+
+    PENDING = "pending"      # not tried yet
+    DEFERRED = "deferred"    # failed temporarily; next attempt at next_attempt
+    HELD = "held"            # put on hold by an administrator
+    DELIVERED = "delivered"  # a remote server answered 250 after the final dot
+    FAILED = "failed"        # failed permanently (sender notified unless suppressed)
+    EXPIRED = "expired"      # stayed undelivered longer than the retry policy allows
+
+    @property
+    def active(self) -> bool:
+        return self in (RecipientState.PENDING, RecipientState.DEFERRED, RecipientState.HELD)
+
+
+ACTIVE_STATES = (RecipientState.PENDING, RecipientState.DEFERRED)
+
+
+class Outcome(StrEnum):
+    """The outcome of one delivery attempt for one recipient."""
+
+    DELIVERED = "delivered"
+    TEMPORARY = "temporary"
+    PERMANENT = "permanent"
+
+    @classmethod
+    def of(cls, reply: Reply) -> Outcome:
+        """2xx delivered, 4xx temporary, everything else permanent."""
+        if 200 <= reply.code < 300:
+            return cls.DELIVERED
+        return cls.TEMPORARY if 400 <= reply.code < 500 else cls.PERMANENT
+
+
+@dataclass
+class SessionInfo:
+    """What the intake knows about the SMTP client that handed a message in."""
+
+    peer: str
+    helo: str | None = None
+    tls: bool = False
+    auth_user: str | None = None
+    may_relay: bool = False
+    smtputf8: bool = False
+    listener: str = ""
+
+
+@dataclass
+class Recipient:
+    """One envelope recipient of a queued message and its state."""
+
+    address: str
+    state: RecipientState = RecipientState.PENDING
+    attempts: int = 0
+    next_attempt: float = 0.0
+    last_reply: str | None = None
+    id: int | None = None
+
+
+@dataclass
+class Message:
+    """A message in the pipeline.
+
+    Before queueing (in ``accept``) the body is in memory and ``add_header``
+    may still add headers; after queueing the body is read from the queue on
+    demand with ``await message.body()`` and is never kept by the queue.
+    """
+
+    id: str
+    sender: str
+    recipients: list[Recipient]
+    created: float
+    size: int = 0
+    session: SessionInfo | None = None
+    mail_options: list[str] = field(default_factory=list)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    _data: bytes | None = None
+    _loader: Callable[[], Awaitable[bytes]] | None = None
+    _added_headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def null_sender(self) -> bool:
+        """True for the null reverse-path ``<>`` (bounces): never bounced to."""
+        return self.sender == ""
+
+    def add_header(self, name: str, value: str) -> None:
+        """Prepend a header; only meaningful during ``accept`` (before queueing)."""
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+            raise ValueError("header names and values must be single lines")
+        self._added_headers.append((name, value))
+
+    @property
+    def added_headers(self) -> list[tuple[str, str]]:
+        return list(self._added_headers)
+
+    async def body(self) -> bytes:
+        """The full message bytes (headers and body, CRLF line ends)."""
+        if self._data is not None:
+            return self._data
+        if self._loader is None:
+            raise RuntimeError(f"message {self.id} has no body source")
+        return await self._loader()
+
+    def active_recipients(self) -> list[Recipient]:
+        return [r for r in self.recipients if r.state in ACTIVE_STATES]
+
+
+@dataclass
+class Route:
+    """How a group of recipients of one message leaves.
+
+    ``plugin`` is the chain entry that routed it (its ``deliver`` normally takes
+    it), ``kind`` a short word (``smarthost``, ``direct``), ``destination`` a
+    human-readable next hop (``smtp.isp.example:587`` or a domain), and
+    ``options`` whatever the routing plugin wants its deliver step to know.
+    """
+
+    plugin: str
+    kind: str
+    destination: str
+    recipients: list[str]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Routes with the same key may share connections."""
+        return (self.plugin, self.destination)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to log in for one hop, as ``authenticate`` returns it.
+
+    ``Credentials.none()`` means "send without SMTP AUTH" (a pre-login step such
+    as POP-before-SMTP may already have run). ``label`` describes the login
+    without secrets and is what logs and events show.
+    """
+
+    username: str | None = None
+    password: SecretStr | None = None
+    mechanism: str = "auto"
+    token: SecretStr | None = None
+    label: str = "none"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def none(cls, label: str = "none") -> Credentials:
+        return cls(label=label)
+
+    @property
+    def needs_auth(self) -> bool:
+        return self.username is not None
+
+
+@dataclass
+class RecipientResult:
+    """The outcome of one attempt for one recipient, as ``deliver`` reports it."""
+
+    recipient: str
+    outcome: Outcome
+    reply: Reply
+    remote_host: str | None = None
+    remote_addr: str | None = None
+    route: str = ""
+    duration: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome is not Outcome.DELIVERED
+
+    @classmethod
+    def for_all(
+        cls, recipients: list[str], reply: Reply, *, remote_host: str | None = None, route: str = ""
+    ) -> list[RecipientResult]:
+        """The same outcome (from ``reply``) for each recipient: a failure before RCPT, say."""
+        return [cls(r, Outcome.of(reply), reply, remote_host, None, route) for r in recipients]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What ``on_failure`` decides for one failed recipient.
+
+    ``retry`` keeps it queued until ``retry_at``; ``bounce`` ends it as failed
+    (``expired`` when it ran out of time) and tells the sender unless
+    ``notify`` is false; ``drop`` ends it silently.
+    """
+
+    action: str
+    retry_at: float | None = None
+    expired: bool = False
+    notify: bool = True
+    reason: str = ""
+
+    @classmethod
+    def retry(cls, at: float, reason: str = "") -> Decision:
+        return cls("retry", retry_at=at, reason=reason)
+
+    @classmethod
+    def bounce(cls, *, expired: bool = False, notify: bool = True, reason: str = "") -> Decision:
+        return cls("bounce", expired=expired, notify=notify, reason=reason)
+
+    @classmethod
+    def drop(cls, reason: str = "") -> Decision:
+        return cls("drop", notify=False, reason=reason)

@@ -1,0 +1,164 @@
+"""One thread that owns the SQLite connection and commits writes in groups.
+
+Every write job that is waiting when the thread finishes a commit goes into
+the next transaction, so many messages that finished DATA at about the same
+time share one fsync (group commit). Each job runs in its own savepoint: one
+failing job does not undo the others. Results go back to the asyncio loop of
+the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("mailpipe.queue.sqlite")
+
+Job = Callable[[sqlite3.Connection], Any]
+MAX_GROUP = 512
+
+
+@dataclass
+class _Work:
+    fn: Job
+    write: bool
+    future: asyncio.Future[Any] | None
+    loop: asyncio.AbstractEventLoop | None
+
+
+_STOP = object()
+
+
+class DbWorker:
+    """Runs jobs ``fn(conn)`` on a private connection in a dedicated thread."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="mailpipe-sqlite", daemon=True)
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        self.commits = 0
+        self.committed_jobs = 0
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._start_error is not None:
+            raise self._start_error
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._jobs.put(_STOP)
+            self._thread.join()
+
+    def submit(self, fn: Job, *, write: bool) -> asyncio.Future[Any]:
+        """Queue a job; the returned future resolves in the caller's loop."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._jobs.put(_Work(fn, write, fut, loop))
+        return fut
+
+    def submit_nowait(self, fn: Job) -> None:
+        """Queue a write whose result nobody waits for (events); errors are logged."""
+        self._jobs.put(_Work(fn, True, None, None))
+
+    def _run(self) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:  # reported to start()
+            self._start_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while True:
+                item = self._jobs.get()
+                if item is _STOP:
+                    return
+                if not item.write:
+                    self._finish(item, *self._attempt(conn, item))
+                    continue
+                group, deferred_reads, stop = [item], [], False
+                while len(group) < MAX_GROUP:
+                    try:
+                        more = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is _STOP:
+                        stop = True
+                        break
+                    (group if more.write else deferred_reads).append(more)
+                self._commit_group(conn, group)
+                for read in deferred_reads:
+                    self._finish(read, *self._attempt(conn, read))
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _attempt(conn: sqlite3.Connection, work: _Work) -> tuple[Any, BaseException | None]:
+        try:
+            return work.fn(conn), None
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting coroutine
+            return None, exc
+
+    def _commit_group(self, conn: sqlite3.Connection, group: list[_Work]) -> None:
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            for work in group:
+                self._finish(work, None, exc)
+            return
+        for work in group:
+            conn.execute("SAVEPOINT job")
+            result, error = self._attempt(conn, work)
+            if error is None:
+                conn.execute("RELEASE job")
+            else:
+                try:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                except sqlite3.Error:
+                    pass
+            outcomes.append((result, error))
+        try:
+            conn.execute("COMMIT")
+            self.commits += 1
+            self.committed_jobs += len(group)
+        except sqlite3.Error as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            outcomes = [(None, exc)] * len(group)
+        for work, (result, error) in zip(group, outcomes, strict=True):
+            self._finish(work, result, error)
+
+    @staticmethod
+    def _finish(work: _Work, result: Any, error: BaseException | None) -> None:
+        if work.future is None or work.loop is None:
+            if error is not None:
+                log.error("queue write failed: %s", error)
+            return
+
+        def settle(fut: asyncio.Future[Any] = work.future) -> None:
+            if fut.done():
+                return
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(result)
+
+        try:
+            work.loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass

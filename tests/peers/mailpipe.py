@@ -1,0 +1,115 @@
+"""``pipeline serve`` as a real subprocess, the way an administrator runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .net import wait_until
+
+
+def pipeline_cmd(*args: str) -> list[str]:
+    """The ``pipeline`` console script of this environment."""
+    return [str(Path(sys.executable).with_name("pipeline")), *args]
+
+
+def run_pipeline(config: Path | None, *args: str, check: bool = True, env: dict[str, str] | None = None,
+                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run one ``pipeline`` command and return its result (stdout, stderr, returncode)."""
+    cmd = pipeline_cmd(*args) + (["-c", str(config)] if config else [])
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}")
+    return res
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+class MailpipeProcess:
+    """``pipeline serve -c FILE`` in the background, its log in ``log_path``.
+
+    ``start()`` returns once the first listener accepts connections.
+    """
+
+    def __init__(self, workdir: Path, config: dict[str, Any], *, env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = workdir / "mailpipe.yaml"
+        self.config = config
+        self.env = env or {}
+        self.log_path = workdir / "serve.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.write_config(config)
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    @property
+    def address(self) -> tuple[str, int]:
+        first = self.config["listen"][0]
+        text = first if isinstance(first, str) else first["address"]
+        host, _, port = text.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def start(self, timeout: float = 20.0) -> MailpipeProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            pipeline_cmd("serve", "-c", str(self.config_path)), stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env}, cwd=self.workdir,
+        )
+        log.close()
+        host, port = self.address
+        wait_until(lambda: port_open(host, port) or self.proc.poll() is not None, timeout,
+                   f"pipeline serve listening on {host}:{port}", self.log_text)
+        if self.proc.poll() is not None:
+            raise AssertionError(f"pipeline serve exited {self.proc.returncode}:\n{self.log_text()}")
+        return self
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 40.0) -> int:
+        """SIGTERM and wait; returns the exit status."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up (the durability tests)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run_pipeline(self.config_path, *args, check=check, env=self.env)
+
+    def cli_json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def __enter__(self) -> MailpipeProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
