@@ -15,7 +15,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from functools import wraps
 from typing import Any, TypeVar
 
 import click
@@ -335,3 +334,8 @@ _ids_command("delete", "Remove messages from the queue without delivering them o
              _delete, allow_all=False, verb="deleted (messages)")
 _ids_command("hold", "Stop delivering these messages until released.", _hold, allow_all=True, verb="held")
 _ids_command("release", "Release held messages: they are due at once.", _release, allow_all=True, verb="released")
+
+from .cli_logs import COMMANDS as _LOG_COMMANDS  # noqa: E402 - log, events, stats need the helpers above
+
+for _command in _LOG_COMMANDS:
+    main.add_command(_command)

@@ -121,17 +121,35 @@ def read_yaml(path: Path | None) -> tuple[dict[str, Any], str, Path]:
     return data, source, base
 
 
-def _plugin_spec(entry: dict[str, Any], loc: tuple[Any, ...], source: str) -> PluginSpec:
+def _plugin_spec(
+    entry: dict[str, Any], loc: tuple[Any, ...], source: str, settings: Settings | None = None
+) -> PluginSpec:
     (name, options), = entry.items()
     try:
         cls = load_plugin(str(name))
     except ConfigError as exc:
         raise ConfigError(f"{source}: {key_path(loc)}: {exc}") from exc
     try:
-        validated = cls.Options.model_validate(options or {})
+        # The context lets a plugin check its options against the rest of the config (e.g. accounts).
+        validated = cls.Options.model_validate(options or {}, context={"settings": settings})
     except ValidationError as exc:
         raise ConfigError(_format_validation(source, loc + (name,), exc)) from exc
     return PluginSpec(str(name), cls, validated, key_path(loc + (name,)))
+
+
+def _check_listeners(settings: Settings, source: str, base: Path) -> None:
+    """Resolve listener certificate paths and load them now, so a bad file is a config error."""
+    from .intake.server import server_tls_context
+
+    for i, spec in enumerate(settings.listen):
+        if spec.tls == "none":
+            continue
+        spec.cert = spec.cert if spec.cert is None or spec.cert.is_absolute() else base / spec.cert
+        spec.key = spec.key if spec.key is None or spec.key.is_absolute() else base / spec.key
+        try:
+            server_tls_context(spec)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: listen[{i}]: {exc}") from exc
 
 
 def load_config(path: str | Path | None = None) -> LoadedConfig:
@@ -144,8 +162,9 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
         raise ConfigError(_format_validation(source, (), exc)) from exc
     if not settings.state_dir.is_absolute():
         settings.state_dir = base / settings.state_dir
+    _check_listeners(settings, source, base)
     queue = _plugin_spec(settings.queue, ("queue",), source)
-    chain = [_plugin_spec(entry, ("chain", i), source) for i, entry in enumerate(settings.chain)]
+    chain = [_plugin_spec(entry, ("chain", i), source, settings) for i, entry in enumerate(settings.chain)]
     names = [c.name for c in chain]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         raise ConfigError(f"{source}: chain: plugin {dup!r} is listed more than once")

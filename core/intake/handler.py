@@ -31,6 +31,15 @@ def _addr(address: str) -> str:
     return "" if address in ("<>", "") else address
 
 
+def _bad_address(address: str, envelope: Any) -> str | None:
+    """A reply refusing an envelope address with control characters, or 8-bit without SMTPUTF8."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in address):
+        return "553 5.1.3 Control characters are not allowed in addresses"
+    if not address.isascii() and not getattr(envelope, "smtp_utf8", False):
+        return "553 5.6.7 Non-ASCII address without SMTPUTF8 (RFC 6531)"
+    return None
+
+
 class IntakeHandler:
     """Handler object for aiosmtpd's ``SMTP`` protocol; one per listener."""
 
@@ -60,6 +69,8 @@ class IntakeHandler:
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
                           mail_options: list[str]) -> str:
+        if bad := _bad_address(address, envelope):
+            return bad
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Ok"
@@ -69,6 +80,8 @@ class IntakeHandler:
         if not self.may_relay(session):
             log.info("relay denied for %s from %s", address, session.peer[0])
             return "554 5.7.1 Relay access denied: log in or send from an allowed network"
+        if bad := _bad_address(address, envelope):
+            return bad
         if len(envelope.rcpt_tos) >= self.settings.intake.max_recipients:
             return "452 4.5.3 Too many recipients"
         if rcpt_options:
@@ -94,6 +107,8 @@ class IntakeHandler:
         info = self.session_info(server, session, envelope)
         queue_id = new_queue_id(now)
         data = normalise_line_ends(bytes(envelope.original_content))
+        if b"\x00" in data:
+            return "554 5.6.0 Message contains NUL characters, which SMTP does not allow"
         message = Message(
             id=queue_id,
             sender=_addr(envelope.mail_from),

@@ -1,23 +1,177 @@
-"""The ``direct`` plugin: "send messages direct" to each recipient domain's MX hosts.
+"""The ``direct`` plugin: "send messages direct" to each recipient domain's MX hosts (DNS).
 
-Being built (issue 4). Until then it routes nothing, so a chain with only
-``direct`` leaves mail queued with "no route" rather than losing it.
+Modules, by concern:
+
+* ``options``  - the YAML options and their defaults;
+* ``mx``       - MX lookup through the configured DNS servers, ordering, implicit MX, loop check;
+* ``dnsfail``  - which DNS failures are permanent and which temporary, and their replies;
+* ``hosts``    - address order per host and a happy-eyeballs connect (IPv6/IPv4);
+* ``session``  - greeting, EHLO, opportunistic or required STARTTLS on a connected socket;
+* ``pool``     - per-domain and total concurrency limits, reuse of sessions per MX host;
+* ``attempt``  - one attempt for one domain: walk the MX hosts until one takes the mail.
+
+``route`` groups recipients by domain (one route, so one transaction, per
+domain per attempt); ``deliver`` looks the MX hosts up at delivery time, so a
+DNS failure becomes each recipient's outcome; ``explain_route`` is the dry run.
 """
 
 from __future__ import annotations
 
-from mailpipe.core.plugin import Plugin
-from mailpipe.core.settings import Strict
+import ipaddress
+from typing import Any
+
+from mailpipe.core.errors import Reply
+from mailpipe.core.hookspecs import hookimpl
+from mailpipe.core.message import Credentials, Message, RecipientResult, Route
+from mailpipe.core.plugin import Plugin, PluginContext
+
+from .attempt import attempt
+from .dnsfail import DnsFailure
+from .mx import MxHost, MxResolver, Myself
+from .options import DirectOptions
+from .pool import Limits, SessionPool
+from .session import SessionSettings
+
+__all__ = ["DirectOptions", "DirectPlugin"]
 
 
-class DirectOptions(Strict):
-    """Options of ``chain: - direct: {...}``."""
-
-    dns_servers: list[str] = []
+def recipient_domain(address: str) -> str:
+    """The domain of ``local@domain`` in lower case ("" when there is none)."""
+    local, at, domain = address.rpartition("@")
+    return domain.strip().rstrip(".").lower() if at and local else ""
 
 
 class DirectPlugin(Plugin):
-    """Delivers straight to each recipient domain's MX hosts (DNS)."""
+    """Delivers straight to each recipient domain's MX hosts, found through DNS.
+
+    Called by the scheduler: ``route`` takes every recipient it is offered
+    (place ``direct`` last, after any smarthost that takes some domains),
+    ``deliver`` runs one SMTP transaction per domain, ``explain_route`` answers
+    ``pipeline route ADDRESS``.
+    """
 
     name = "direct"
     Options = DirectOptions
+
+    def __init__(
+        self, options: DirectOptions, context: PluginContext, *, instance_name: str | None = None,
+    ) -> None:
+        super().__init__(options, context, instance_name=instance_name)
+        o = self.opts
+        delivery = context.settings.delivery
+        self.port = o.port or delivery.port
+        timeout = o.timeout or delivery.timeout
+        self.session_settings = SessionSettings(
+            helo=context.settings.hostname, port=self.port, timeout=timeout,
+            connect_timeout=o.connect_timeout or timeout, tls=o.tls, prefer_ipv6=o.prefer_ipv6,
+            happy_eyeballs_delay=o.happy_eyeballs_delay,
+        )
+        self.resolver = MxResolver(o.nameservers, timeout=o.dns_timeout, ip_version=o.ip_version)
+        own_name = context.settings.hostname.lower().rstrip(".")
+        self.myself = Myself(frozenset({own_name}), self._listen_endpoints())
+        self.limits = Limits(o.max_connections, o.max_connections_per_domain)
+        self.pool = SessionPool(
+            enabled=o.connection_reuse, idle_timeout=o.idle_timeout,
+            max_messages=o.max_messages_per_connection, probe_timeout=min(timeout, 10.0),
+        )
+
+    @property
+    def opts(self) -> DirectOptions:
+        return self.options  # type: ignore[return-value]
+
+    def _listen_endpoints(self) -> frozenset[tuple[str, int]]:
+        out = set()
+        for spec in self.context.settings.listen:
+            try:
+                out.add((str(ipaddress.ip_address(spec.host)), spec.port))
+            except ValueError:  # a listen host name: only the hostname check applies
+                continue
+        return frozenset(out)
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    @hookimpl
+    def route(self, message: Message, recipients: list[str]) -> list[Route] | None:
+        """Group the recipients by domain: one ``direct`` route (one transaction) per domain.
+
+        Takes every recipient it is offered; the MX lookup waits for ``deliver``.
+        """
+        by_domain: dict[str, list[str]] = {}
+        for rcpt in recipients:
+            by_domain.setdefault(recipient_domain(rcpt), []).append(rcpt)
+        routes = [Route(self.instance_name, "direct", domain, rcpts) for domain, rcpts in by_domain.items()]
+        return routes or None
+
+    @hookimpl
+    async def deliver(
+        self, message: Message, route: Route, credentials: Credentials,
+    ) -> list[RecipientResult] | None:
+        """Look up the domain's MX hosts and deliver there; one result per recipient.
+
+        Returns None for routes made by another plugin. DNS failures give every
+        recipient the mapped outcome (see ``dnsfail``); temporary ones also emit
+        a ``dns.failure`` event. Direct delivery never logs in: ``credentials``
+        are not used.
+        """
+        if route.plugin != self.instance_name:
+            return None
+        domain = route.destination
+        label = f"direct:{domain}"
+        if not domain:
+            reply = Reply(553, "5.1.3", "recipient address has no domain; direct delivery needs one")
+            return RecipientResult.for_all(route.recipients, reply, route=label)
+        try:
+            plan = await self.resolver.plan(domain, myself=self.myself, port=self.port)
+        except DnsFailure as failure:
+            if failure.temporary:
+                self.context.emit("dns.failure", f"{message.id}: {failure.reply}", level="warning",
+                                  message=message.id, domain=domain, failure=failure.kind)
+            elif failure.kind == "loop":
+                self.context.emit("mail.loop", f"{message.id}: {failure.reply}", level="error",
+                                  message=message.id, domain=domain)
+            return RecipientResult.for_all(route.recipients, failure.reply, route=label)
+        hosts = plan.hosts[: self.opts.max_hosts_per_attempt]
+        data = await message.body()
+
+        def host_failed(host: MxHost, reply: Reply) -> None:
+            self.log.info("%s: %s for %s: %s; trying the next MX host", message.id, host.name, domain, reply)
+
+        async with self.limits.slot(domain):
+            return await attempt(message, route.recipients, hosts, data, pool=self.pool,
+                                 cfg=self.session_settings, route=label, on_host_failed=host_failed)
+
+    @hookimpl
+    async def explain_route(self, route: Route) -> dict[str, Any] | None:
+        """For ``pipeline route ADDRESS``: MX hosts in try order with addresses, port, TLS, credentials.
+
+        Only DNS lookups are made; nothing is sent. A DNS failure is shown as the
+        outcome the recipients would get.
+        """
+        if route.plugin != self.instance_name:
+            return None
+        facts: dict[str, Any] = {"dns": self.resolver.describe()}
+        try:
+            plan = await self.resolver.plan(route.destination, myself=self.myself, port=self.port)
+        except DnsFailure as failure:
+            facts["error"] = str(failure.reply)
+            facts["outcome"] = (
+                "temporary: deferred and retried" if failure.temporary else "permanent: bounced at once"
+            )
+        else:
+            cap = self.opts.max_hosts_per_attempt
+            facts["mx"] = [h.describe() for h in plan.hosts[:cap]]
+            if len(plan.hosts) > cap:
+                facts["not tried (max_hosts_per_attempt)"] = [h.describe() for h in plan.hosts[cap:]]
+            if plan.skipped:
+                facts["skipped"] = plan.skipped
+            if any(len({":" in a for a in h.addresses}) > 1 for h in plan.hosts):
+                facts["address order"] = "IPv6 first" if self.opts.prefer_ipv6 else "IPv4 first"
+        facts["port"] = self.port
+        facts["tls"] = self.opts.tls
+        facts["credentials"] = "none (direct delivery does not log in)"
+        return facts
+
+    @hookimpl
+    async def shutdown(self) -> None:
+        """Called by the gateway when it stops: QUIT the sessions kept for reuse."""
+        await self.pool.close_all()

@@ -15,6 +15,8 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "127.0.1.1", "127.0.1.2", "12
 class TestPKI:
     """Paths of a CA certificate and a server certificate/key signed by it."""
 
+    __test__ = False  # not a pytest test class
+
     ca_file: Path
     cert_file: Path
     key_file: Path

@@ -21,13 +21,22 @@ def pipeline_cmd(*args: str) -> list[str]:
     return [str(Path(sys.executable).with_name("pipeline")), *args]
 
 
-def run_pipeline(config: Path | None, *args: str, check: bool = True, env: dict[str, str] | None = None,
-                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_pipeline(
+    config: Path | None,
+    *args: str,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
     """Run one ``pipeline`` command and return its result (stdout, stderr, returncode)."""
     cmd = pipeline_cmd(*args) + (["-c", str(config)] if config else [])
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    res = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
     if check and res.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}")
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+        )
     return res
 
 
@@ -56,6 +65,9 @@ class MailpipeProcess:
         self.write_config(config)
 
     def write_config(self, config: dict[str, Any]) -> None:
+        """Write a new config; ``listen`` and ``state_dir`` carry over from the last one if not given."""
+        previous = getattr(self, "config", {}) or {}
+        config = {**{k: previous[k] for k in ("state_dir", "listen") if k in previous}, **config}
         self.config = config
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -69,13 +81,20 @@ class MailpipeProcess:
     def start(self, timeout: float = 20.0) -> MailpipeProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
-            pipeline_cmd("serve", "-c", str(self.config_path)), stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env}, cwd=self.workdir,
+            pipeline_cmd("serve", "-c", str(self.config_path)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            cwd=self.workdir,
         )
         log.close()
         host, port = self.address
-        wait_until(lambda: port_open(host, port) or self.proc.poll() is not None, timeout,
-                   f"pipeline serve listening on {host}:{port}", self.log_text)
+        wait_until(
+            lambda: port_open(host, port) or self.proc.poll() is not None,
+            timeout,
+            f"pipeline serve listening on {host}:{port}",
+            self.log_text,
+        )
         if self.proc.poll() is not None:
             raise AssertionError(f"pipeline serve exited {self.proc.returncode}:\n{self.log_text()}")
         return self

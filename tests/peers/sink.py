@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
@@ -42,7 +43,7 @@ class SinkBehaviour:
 
 
 class _Handler:
-    def __init__(self, sink: "RecordingSink") -> None:
+    def __init__(self, sink: RecordingSink) -> None:
         self.sink = sink
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: ANN001
@@ -128,7 +129,7 @@ class RecordingSink:
     def port(self) -> int:
         return self._requested_port
 
-    def __enter__(self) -> "RecordingSink":
+    def __enter__(self) -> RecordingSink:
         self.controller.start()
         return self
 

@@ -1,0 +1,70 @@
+"""Options of ``chain: - direct: {...}`` ("send messages direct"), validated before anything starts."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from mailpipe.core.settings import Duration, Strict, split_host_port
+
+
+def parse_dns_server(text: str) -> tuple[str, int]:
+    """``"192.0.2.53"``, ``"192.0.2.53:5353"``, ``"::1"`` or ``"[::1]:5353"`` -> (address, port).
+
+    Only IP addresses: naming the DNS server by host name would need DNS to find DNS.
+    """
+    text = text.strip()
+    if ":" in text and not text.startswith("[") and text.count(":") > 1:
+        host, port = text, 53  # a bare IPv6 address
+    else:
+        host, port = split_host_port(text, 53)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"expected a DNS server IP address, optionally :port (IPv6 as [::1]:53), got {text!r}"
+        ) from None
+    return host, port
+
+
+class DirectOptions(Strict):
+    """Options of ``chain: - direct: {...}``; every one has a default, so ``direct: {}`` works."""
+
+    dns_servers: list[str] = Field(
+        default_factory=list,
+        description='"Resolve destination\'s domain using DNS": "host" or "host:port"; none: system resolver',
+    )
+    port: int | None = Field(None, ge=1, le=65535, description="default: delivery.port (25)")
+    timeout: Duration | None = Field(None, gt=0, description="per SMTP reply; default: delivery.timeout")
+    connect_timeout: Duration | None = Field(None, gt=0, description="per MX host connect; default: timeout")
+    dns_timeout: Duration = Field(10.0, gt=0, description="a whole DNS lookup, all servers and retries")
+    tls: Literal["opportunistic", "required", "none"] = "opportunistic"
+    ip_version: Literal["any", "ipv4", "ipv6"] = "any"
+    prefer_ipv6: bool = True
+    happy_eyeballs_delay: Duration = Field(0.3, ge=0, description="start the next address after this long")
+    max_hosts_per_attempt: int = Field(5, ge=1)
+    max_connections: int = Field(50, ge=1, description="deliveries in progress at once, all domains")
+    max_connections_per_domain: int = Field(10, ge=1, description="deliveries in progress at once per domain")
+    connection_reuse: bool = True
+    idle_timeout: Duration = Field(10.0, ge=0, description="how long an unused connection is kept for reuse")
+    max_messages_per_connection: int = Field(100, ge=1)
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _servers(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_dns_server(entry)
+        return value
+
+    @model_validator(mode="after")
+    def _limits(self) -> DirectOptions:
+        if self.max_connections_per_domain > self.max_connections:
+            raise ValueError("max_connections_per_domain cannot be more than max_connections")
+        return self
+
+    @property
+    def nameservers(self) -> list[tuple[str, int]]:
+        """The DNS servers as (address, port), in the order given."""
+        return [parse_dns_server(s) for s in self.dns_servers]
