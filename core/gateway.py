@@ -121,18 +121,22 @@ class Gateway:
     # -- called by the intake and the scheduler -----------------------------------------------
 
     def message_stored(self, message: Message) -> None:
-        """A message was committed by the intake: deliver it now when sending immediately."""
-        if self.settings.delivery.send_immediately:
-            self.scheduler.wake()
+        """A message was committed by the intake: the scheduler delivers it now if it may send now."""
+        self.scheduler.wake()
 
     async def notices(
         self, message: Message, results: list[RecipientResult], decisions: dict[str, Decision], now: float
     ) -> list[tuple[Message, bytes]]:
         """Messages to the sender about failed recipients (delivery status notifications).
 
-        Placeholder until bounces are built: returns none.
+        Called by the scheduler after each attempt, before it is recorded; the
+        queue stores what this returns in the same transaction. The rules are
+        in ``bounces.py``: at most one report per message and attempt, never to
+        the null sender, never about a report.
         """
-        return []
+        from . import bounces
+
+        return await bounces.notices(self.settings.hostname, message, results, decisions, now)
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.config.source, "hooks": self.chain.order()}

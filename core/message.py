@@ -201,7 +201,8 @@ class Decision:
 
     ``retry`` keeps it queued until ``retry_at``; ``bounce`` ends it as failed
     (``expired`` when it ran out of time) and tells the sender unless
-    ``notify`` is false; ``drop`` ends it silently.
+    ``notify`` is false; ``drop`` ends it silently. A ``retry`` with ``warn``
+    also sends the sender a delay warning (at most one per message).
     """
 
     action: str
@@ -209,10 +210,11 @@ class Decision:
     expired: bool = False
     notify: bool = True
     reason: str = ""
+    warn: bool = False
 
     @classmethod
-    def retry(cls, at: float, reason: str = "") -> Decision:
-        return cls("retry", retry_at=at, reason=reason)
+    def retry(cls, at: float, reason: str = "", *, warn: bool = False) -> Decision:
+        return cls("retry", retry_at=at, reason=reason, warn=warn)
 
     @classmethod
     def bounce(cls, *, expired: bool = False, notify: bool = True, reason: str = "") -> Decision:

@@ -32,6 +32,7 @@ class Attempt:
     text: str = ""
     duration: float = 0.0
     sender: str = ""
+    action: str = ""  # what the attempt led to: delivered, deferred, bounced, expired, dropped
 
 
 @dataclass
@@ -53,6 +54,27 @@ class MessageDetail:
     message: Message
     attempts: list[Attempt]
     client: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class QueueStats:
+    """What ``pipeline stats`` shows: outcomes over a period, and the queue as it is now.
+
+    ``outcomes`` counts recipient attempts since ``since`` by what they led to
+    (delivered, deferred, bounced, expired, dropped); ``queue_depth`` is the
+    number of messages still queued, ``recipients`` their recipients by state,
+    ``oldest`` the arrival time of the oldest queued message.
+    """
+
+    since: float
+    until: float
+    outcomes: dict[str, int] = field(default_factory=dict)
+    received: int = 0
+    notifications: int = 0
+    queue_depth: int = 0
+    recipients: dict[str, int] = field(default_factory=dict)
+    oldest: float | None = None
+    next_attempt: float | None = None
 
 
 class QueueError(Exception):
@@ -93,9 +115,16 @@ class QueueBackend(ABC):
 
     @abstractmethod
     async def record(
-        self, message: Message, results: list[RecipientResult], decisions: dict[str, Decision], now: float
+        self, message: Message, results: list[RecipientResult], decisions: dict[str, Decision], now: float,
+        new_messages: list[tuple[Message, bytes]] | None = None,
     ) -> None:
-        """Record one attempt's per-recipient results and the decisions for the failed ones."""
+        """Record one attempt's per-recipient results and the decisions for the failed ones.
+
+        In the same transaction: store ``message.attributes`` (e.g. that a delay
+        warning was sent) and the ``new_messages`` (delivery status
+        notifications), so a crash can neither lose a bounce nor send it twice.
+        A recipient already recorded as delivered is never changed again.
+        """
 
     @abstractmethod
     async def next_due(self) -> float | None:
@@ -134,9 +163,27 @@ class QueueBackend(ABC):
         """Store a gateway event (buffered; written with the next commit)."""
 
     @abstractmethod
-    async def events(self, *, since: float | None = None, limit: int = 200) -> list[Event]:
-        """Stored events, oldest first."""
+    async def events(self, *, since: float | None = None, limit: int = 200, kind: str | None = None,
+                     level: str | None = None) -> list[Event]:
+        """Stored events, oldest first (the newest ``limit``); ``kind`` matches a prefix
+        (``message`` matches ``message.expired``), ``level`` is the lowest level shown."""
 
     @abstractmethod
     async def attempts(self, *, limit: int = 200, **filters: Any) -> list[Attempt]:
-        """The message log: attempts matching filters (message, sender, recipient, since, outcome)."""
+        """The message log: attempts matching filters (message, sender, recipient, since, outcome).
+
+        ``outcome`` matches either the attempt's outcome (delivered, temporary,
+        permanent) or what it led to (deferred, bounced, expired, dropped).
+        """
+
+    async def stats(self, *, since: float, now: float) -> QueueStats:
+        """Counts per outcome since ``since``, queue depth and oldest message (``pipeline stats``)."""
+        return QueueStats(since, now)
+
+    async def prune(self, now: float) -> dict[str, int]:
+        """Remove history older than the backend's retention: attempts, events, finished messages.
+
+        Called by the scheduler at start and then hourly, so the logs cannot
+        fill a disk. Returns how many rows of each kind were removed.
+        """
+        return {}

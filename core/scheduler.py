@@ -8,6 +8,18 @@ failures go to ``on_failure`` for the retry/expiry decision.
 It never polls the queue in a tight loop: it sleeps until the earliest next
 attempt, a new message, a ``pipeline queue retry`` poke, the next schedule
 window or, at the latest, a minute (so changes by other processes are seen).
+
+The schedule (``delivery.send_immediately: false``): a delivery run may start
+only in a minute that one of the ``delivery.schedule`` cron expressions
+matches (local time; ``0 */2 * * *`` is the first minute of every second hour,
+``* 22-23,0-5 * * *`` every minute of the night). A run that started drains
+everything due, even past the window; mail deferred during it waits for the
+next window. ``wake(force=True)`` (``pipeline queue retry``) starts a run at
+any time. Every time the scheduler acts on comes from the injected clock and
+the stored next-attempt times, so a restart changes no schedule.
+
+Once an hour (clock time) it asks the queue to prune history older than its
+retention (``queue.prune``), so the message and event logs cannot fill a disk.
 """
 
 from __future__ import annotations
@@ -18,10 +30,13 @@ import os
 import secrets
 import socket
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from croniter import croniter
 
+from .bounces import silent_reason
+from .dsn import human_duration
 from .errors import Reply, SMTPError, TemporaryError
 from .message import Credentials, Decision, Message, Outcome, RecipientResult, Route
 
@@ -30,6 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mailpipe.scheduler")
 SAFETY_WAKE = 60.0
+PRUNE_EVERY = 3600.0
+_REPORT_NAMES = {"failed": "bounce", "delayed": "delay warning"}
 
 
 def failed(recipients: list[str], reply: Reply, route: str = "") -> list[RecipientResult]:
@@ -51,7 +68,7 @@ class Scheduler:
         self._draining = self.delivery.send_immediately
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self._next_window: float | None = None
+        self._last_prune: float | None = None
 
     # -- control ----------------------------------------------------------------------------
 
@@ -80,32 +97,42 @@ class Scheduler:
 
     # -- the loop -------------------------------------------------------------------------
 
-    def next_window(self, now: float) -> float:
-        """Start of the next schedule window after ``now`` (the earliest of the cron expressions)."""
-        return min(croniter(expr, now).get_next(float) for expr in self.delivery.schedule)
+    def in_window(self, now: float) -> bool:
+        """Whether ``now`` is in a minute one of ``delivery.schedule``'s expressions matches (local time)."""
+        when = datetime.fromtimestamp(now).astimezone()
+        return any(croniter.match(expr, when) for expr in self.delivery.schedule)
+
+    def next_window(self, now: float) -> float | None:
+        """Start of the next schedule window after ``now``; None without a schedule."""
+        if not self.delivery.schedule:
+            return None
+        when = datetime.fromtimestamp(now).astimezone()
+        return min(croniter(expr, when).get_next(float) for expr in self.delivery.schedule)
 
     def may_send(self, now: float) -> bool:
-        """Whether a run may start now: immediately, forced, or in an open schedule window."""
-        if self.delivery.send_immediately or self._force:
+        """Whether a run may start now: immediately, forced, draining, or in a schedule window."""
+        if self.delivery.send_immediately:
             return True
-        if not self.delivery.schedule:
-            return False
-        if self._next_window is None:
-            self._next_window = self.next_window(now)
-        if now >= self._next_window:
+        if self._force or self.in_window(now):
+            self._force = False
             self._draining = True
-            self._next_window = self.next_window(now)
         return self._draining
+
+    def _run_ended(self) -> None:
+        """Nothing was due and nothing is in flight: a scheduled or forced run is over."""
+        if not self.delivery.send_immediately and self._draining:
+            self._draining = False
+            log.debug("delivery run finished; next schedule window at %s", self.next_window(self.gw.clock.now()))
 
     async def _loop(self) -> None:
         while not self._stopping:
             now = self.gw.clock.now()
             try:
+                await self.housekeeping(now)
                 if self.may_send(now):
                     started = await self.run_due(now)
-                    if not started and not self.inflight and not self.delivery.send_immediately:
-                        self._draining = False
-                    self._force = False
+                    if not started and not self.inflight:
+                        self._run_ended()
                 timeout = await self._sleep_time(now)
             except Exception:
                 log.exception("scheduler run failed; trying again in %ss", SAFETY_WAKE)
@@ -119,11 +146,50 @@ class Scheduler:
     async def _sleep_time(self, now: float) -> float:
         nxt = await self.gw.queue.next_due()
         timeout = SAFETY_WAKE if nxt is None else min(SAFETY_WAKE, max(0.0, nxt - now))
-        if not self.delivery.send_immediately and not self._draining and self._next_window is not None:
-            timeout = max(0.0, min(SAFETY_WAKE, self._next_window - now))
+        if not self.delivery.send_immediately and not self._draining:
+            window = self.next_window(now)
+            timeout = SAFETY_WAKE if window is None else max(0.0, min(SAFETY_WAKE, window - now))
         if len(self.inflight) >= self.delivery.concurrency:
             timeout = SAFETY_WAKE  # a finishing delivery wakes us
         return timeout
+
+    async def tick(self, now: float | None = None, timeout: float = 60.0) -> int:
+        """One pass of the delivery loop at ``now`` (clock time), waited for; return messages started.
+
+        Honours the schedule exactly as the running loop does (nothing starts
+        outside a window unless forced) and prunes history when an hour has
+        passed; ``run_until_idle`` ignores the schedule. For tests that drive
+        time through the clock, and for one-shot runs.
+        """
+        now = self.gw.clock.now() if now is None else now
+        await self.housekeeping(now)
+        if not self.may_send(now):
+            return 0
+        deadline = time.monotonic() + timeout
+        total = 0
+        while True:
+            started = await self.run_due(now)
+            total += started
+            if not started and not self.inflight:
+                self._run_ended()
+                return total
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("deliveries did not finish in time")
+            if self.inflight:
+                await asyncio.wait(list(self.inflight.values()), timeout=left)
+
+    async def housekeeping(self, now: float) -> None:
+        """Prune old history through the queue at start and then every hour (clock time)."""
+        if self._last_prune is not None and now - self._last_prune < PRUNE_EVERY:
+            return
+        self._last_prune = now
+        removed = await self.gw.queue.prune(now)
+        if any(removed.values()):
+            self.gw.events.emit(
+                "queue.pruned", "removed old history: " + ", ".join(f"{n} {k}" for k, n in removed.items()),
+                **removed,
+            )
 
     async def run_due(self, now: float | None = None) -> int:
         """Claim due messages up to the free capacity and start their deliveries; return how many."""
@@ -158,14 +224,17 @@ class Scheduler:
 
     async def process(self, message: Message) -> None:
         """Deliver the claimed recipients of one message; never lets an error lose it."""
+        recorded: set[str] = set()
         try:
-            await self.deliver_message(message)
+            await self.deliver_message(message, recorded)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("%s: delivery failed inside mailpipe", message.id)
             reply = Reply(451, "4.3.0", f"internal error in mailpipe: {type(exc).__name__}")
-            await self.record(message, failed([r.address for r in message.recipients], reply))
+            left = [r.address for r in message.recipients if r.address not in recorded]
+            if left:
+                await self.record(message, failed(left, reply))
         finally:
             await asyncio.shield(self.gw.queue.release(message.id, self.owner))
 
@@ -184,26 +253,46 @@ class Scheduler:
                     left = [x for x in left if x not in r.recipients]
         return routes, left
 
-    async def deliver_message(self, message: Message) -> None:
+    async def deliver_message(self, message: Message, recorded: set[str] | None = None) -> None:
+        """Route, then deliver route by route.
+
+        Deliveries are recorded as soon as their route finishes (a crash never
+        forgets them); the failures of all routes are recorded together at the
+        end, so the sender gets at most one report per message and attempt.
+        A crash before that leaves the failed recipients queued: they are tried
+        again, never bounced twice. ``recorded`` collects the recipients done.
+        """
+        recorded = set() if recorded is None else recorded
         recipients = [r.address for r in message.recipients]
         try:
             routes, unrouted = await self.route(message, recipients)
         except SMTPError as exc:
             await self.record(message, failed(recipients, exc.reply))
+            recorded.update(recipients)
             return
+        failures: list[RecipientResult] = []
         if unrouted:
             self.gw.events.emit("route.none", f"{message.id}: no chain entry routes {', '.join(unrouted)}",
                                 level="warning", message=message.id)
-            await self.record(message, failed(unrouted, Reply(451, "4.4.0", "no route for this recipient")))
+            failures += failed(unrouted, Reply(451, "4.4.0", "no route for this recipient"))
         for route in routes:
-            await self.record(message, await self.deliver_route(message, route))
+            results = await self.deliver_route(message, route)
+            delivered = [r for r in results if not r.failed]
+            if delivered:
+                await self.record(message, delivered)
+                recorded.update(r.recipient for r in delivered)
+            failures += [r for r in results if r.failed]
+        if failures:
+            await self.record(message, failures)
+            recorded.update(r.recipient for r in failures)
 
     async def deliver_route(self, message: Message, route: Route) -> list[RecipientResult]:
         """``authenticate`` then ``deliver`` for one route; one result per recipient of the route."""
         chain = self.gw.chain
         started = time.monotonic()
         try:
-            credentials = await chain.first("authenticate", message=message, route=route) or Credentials.none()
+            credentials = (await chain.first("authenticate", message=message, route=route)
+                           or Credentials.none())
             results = await chain.first("deliver", message=message, route=route, credentials=credentials)
             if results is None:
                 raise TemporaryError(f"no plugin delivers routes made by {route.plugin!r}", 451, "4.3.5")
@@ -232,19 +321,21 @@ class Scheduler:
         return Decision.retry(now + self.delivery.default_retry)
 
     async def record(self, message: Message, results: list[RecipientResult]) -> None:
-        """Decide about failures, store results durably, emit events, queue notifications."""
+        """Decide about failures, store results and reports in one transaction, emit events."""
         now = self.gw.clock.now()
         decisions = {r.recipient: await self.decide(message, r, now) for r in results if r.failed}
         notices = await self.gw.notices(message, results, decisions, now)
         await self.gw.queue.record(message, results, decisions, now, new_messages=notices)
+        expired: list[str] = []
         for r in results:
             d = decisions.get(r.recipient)
+            if d is not None and d.expired:
+                expired.append(r.recipient)
+                continue
             if r.outcome is Outcome.DELIVERED:
                 kind, level = "message.delivered", "info"
             elif d is not None and d.action == "retry":
                 kind, level = "message.deferred", "info"
-            elif d is not None and d.expired:
-                kind, level = "message.expired", "warning"
             else:
                 kind, level = "message.bounced" if (d and d.notify) else "message.dropped", "warning"
             self.gw.events.emit(
@@ -252,5 +343,26 @@ class Scheduler:
                 level=level, store=level != "info", message=message.id, recipient=r.recipient,
                 remote=r.remote_host,
             )
+        if expired:
+            self.gw.events.emit(
+                "message.expired",
+                f"{message.id} from <{message.sender}>: {len(expired)} recipient(s) expired, undelivered "
+                f"after {human_duration(now - message.created)}: {', '.join(expired)}",
+                level="warning", message=message.id, recipients=expired,
+            )
+        for report, _data in notices:
+            name = _REPORT_NAMES.get(report.attributes.get("dsn_action", ""), "report")
+            about = ", ".join(report.attributes.get("about", []))
+            self.gw.events.emit(
+                "dsn.queued",
+                f"{report.id}: {name} about {message.id} queued for <{message.sender}> ({about})",
+                message=message.id, report=report.id,
+            )
+        told = [r for r, d in decisions.items() if d.action == "bounce" and d.notify]
+        reason = silent_reason(message)
+        if told and reason:
+            self.gw.events.emit("dsn.suppressed",
+                                f"{message.id}: no report sent about {', '.join(told)}: {reason}",
+                                message=message.id)
         if notices:
             self.wake()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from mailpipe.core.hookspecs import hookimpl
 from mailpipe.core.plugin import Plugin, PluginContext
 from mailpipe.core.settings import Duration, Strict
@@ -20,7 +22,8 @@ class SqliteQueueOptions(Strict):
 
     path: Path | None = None
     busy_timeout: Duration = 10.0
-    history_days: float = 30.0
+    history_days: float = Field(30.0, gt=0, description="keep the message log, the event log and finished "
+                                "messages this many days; older entries are pruned hourly")
 
 
 class SqliteQueuePlugin(Plugin):
@@ -34,7 +37,7 @@ class SqliteQueuePlugin(Plugin):
         """Called once by the gateway at start: the queue backend for ``queue: {sqlite: ...}``."""
         opts: SqliteQueueOptions = self.options  # type: ignore[assignment]
         path = context.resolve_path(opts.path) if opts.path else context.settings.state_dir / "queue.sqlite3"
-        return SqliteQueue(path, busy_timeout=opts.busy_timeout)
+        return SqliteQueue(path, busy_timeout=opts.busy_timeout, history_days=opts.history_days)
 
 
 __all__ = ["SqliteQueue", "SqliteQueuePlugin"]

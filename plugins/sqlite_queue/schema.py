@@ -8,7 +8,8 @@ from sqlite_utils import Database
 
 from mailpipe.core.queue import QueueError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# 1: first version. 2: attempts.action (what an attempt led to), index for pruning finished messages.
 
 
 def create_schema(conn: sqlite3.Connection, path: str) -> None:
@@ -21,6 +22,21 @@ def create_schema(conn: sqlite3.Connection, path: str) -> None:
         )
     if version == SCHEMA_VERSION:
         return
+    if version == 0:
+        _create(conn)
+    _migrate(conn)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a version 1 file (or a just-created one) to the current version; idempotent."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(attempts)")}
+    if "action" not in columns:
+        conn.execute("ALTER TABLE attempts ADD COLUMN action TEXT")
+    conn.execute("CREATE INDEX IF NOT EXISTS messages_done ON messages(done_at) WHERE done_at IS NOT NULL")
+
+
+def _create(conn: sqlite3.Connection) -> None:
     db = Database(conn)
     db["messages"].create(
         {
@@ -60,5 +76,5 @@ def create_schema(conn: sqlite3.Connection, path: str) -> None:
         "WHERE state IN ('pending', 'deferred')"
     )
     conn.execute("CREATE INDEX IF NOT EXISTS messages_active ON messages(created) WHERE done_at IS NULL")
-    conn.execute("CREATE INDEX IF NOT EXISTS messages_leased ON messages(lease_until) WHERE lease_owner IS NOT NULL")
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    conn.execute("CREATE INDEX IF NOT EXISTS messages_leased ON messages(lease_until) "
+                 "WHERE lease_owner IS NOT NULL")

@@ -12,12 +12,21 @@ from typing import Any
 
 from mailpipe.core.events import Event
 from mailpipe.core.message import Decision, Message, Outcome, Recipient, RecipientResult, RecipientState
-from mailpipe.core.queue import Attempt, MessageDetail, MessageSummary, QueueBackend, QueueError, QueueFull
+from mailpipe.core.queue import (
+    Attempt,
+    MessageDetail,
+    MessageSummary,
+    QueueBackend,
+    QueueError,
+    QueueFull,
+    QueueStats,
+)
 
 from .schema import create_schema
 from .worker import DbWorker
 
 ACTIVE = "('pending', 'deferred')"
+LEVELS = ("debug", "info", "warning", "error")
 
 
 def _translate(exc: sqlite3.Error, path: Path) -> QueueError:
@@ -27,7 +36,8 @@ def _translate(exc: sqlite3.Error, path: Path) -> QueueError:
     if name in ("SQLITE_BUSY", "SQLITE_LOCKED") or "locked" in str(exc):
         return QueueError(f"queue {path} is locked by another process ({exc})")
     if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or "not a database" in str(exc) or "malformed" in str(exc):
-        return QueueError(f"queue {path} is not a usable SQLite database ({exc}); move it aside to start afresh")
+        return QueueError(f"queue {path} is not a usable SQLite database ({exc}); "
+                          "move it aside to start afresh")
     return QueueError(f"queue {path}: {exc}")
 
 
@@ -48,9 +58,10 @@ def owner_alive(owner: str) -> bool:
 class SqliteQueue(QueueBackend):
     """The embedded queue. All SQL runs on one worker thread; writes are group-committed."""
 
-    def __init__(self, path: Path, *, busy_timeout: float = 10.0) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float = 10.0, history_days: float = 30.0) -> None:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
+        self.history_seconds = history_days * 86400.0
         self._worker: DbWorker | None = None
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -101,24 +112,7 @@ class SqliteQueue(QueueBackend):
     # -- intake ---------------------------------------------------------------------------------
 
     async def store(self, message: Message, data: bytes) -> None:
-        client = json.dumps(message.session.__dict__ if message.session else {})
-        rows = [(message.id, r.address, RecipientState.PENDING.value, 0, message.created, message.created)
-                for r in message.recipients]
-
-        def job(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO messages (id, sender, created, size, client, mail_options, attributes) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (message.id, message.sender, message.created, len(data), client,
-                 json.dumps(message.mail_options), json.dumps(message.attributes)),
-            )
-            conn.execute("INSERT INTO bodies (message_id, data) VALUES (?, ?)", (message.id, data))
-            conn.executemany(
-                "INSERT INTO recipients (message_id, address, state, attempts, next_attempt, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?)", rows,
-            )
-
-        await self._run(job, write=True)
+        await self._run(lambda conn: _insert(conn, message, data), write=True)
 
     # -- scheduler ------------------------------------------------------------------------------
 
@@ -156,7 +150,8 @@ class SqliteQueue(QueueBackend):
                 if cur.rowcount != 1:
                     continue
                 recips = [
-                    Recipient(address=a, state=RecipientState(s), attempts=n, next_attempt=t, last_reply=lr, id=i)
+                    Recipient(address=a, state=RecipientState(s), attempts=n, next_attempt=t, last_reply=lr,
+                              id=i)
                     for i, a, s, n, t, lr in conn.execute(
                         f"SELECT id, address, state, attempts, next_attempt, last_reply FROM recipients "
                         f"WHERE message_id = ? AND state IN {ACTIVE} AND next_attempt <= ? ORDER BY id",
@@ -168,7 +163,8 @@ class SqliteQueue(QueueBackend):
                     "AND next_attempt <= ?", (lease_until, mid, now),
                 )
                 row = conn.execute(
-                    "SELECT id, sender, created, size, mail_options, attributes FROM messages WHERE id = ?", (mid,)
+                    "SELECT id, sender, created, size, mail_options, attributes FROM messages "
+                    "WHERE id = ?", (mid,)
                 ).fetchone()
                 claimed.append(self._message(row, recips))
             return claimed
@@ -181,12 +177,15 @@ class SqliteQueue(QueueBackend):
                                (message_id, owner)).fetchone()
             if row is None:
                 return
-            # Recipients claimed but not recorded (cut short by shutdown) are due again at once.
+            # Recipients claimed but not recorded (cut short by shutdown) are due again at once. The
+            # claim set their next_attempt to the lease's end; a recorded deferral has its own time
+            # (which may well lie beyond the lease: retry intervals longer than a lease).
             conn.execute(
                 f"UPDATE recipients SET next_attempt = ? WHERE message_id = ? AND state IN {ACTIVE} "
-                "AND next_attempt >= ?", (time.time(), message_id, row[0]),
+                "AND next_attempt = ?", (time.time(), message_id, row[0]),
             )
-            conn.execute("UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE id = ?", (message_id,))
+            conn.execute("UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE id = ?",
+                         (message_id,))
 
         await self._run(job, write=True)
 
@@ -201,9 +200,10 @@ class SqliteQueue(QueueBackend):
                     continue
                 conn.execute(
                     f"UPDATE recipients SET next_attempt = ? WHERE message_id = ? AND state IN {ACTIVE} "
-                    "AND next_attempt >= ?", (now, mid, until or 0),
+                    "AND next_attempt = ?", (now, mid, until or 0),
                 )
-                conn.execute("UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE id = ?", (mid,))
+                conn.execute("UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE id = ?",
+                             (mid,))
                 count += 1
             return count
 
@@ -218,47 +218,58 @@ class SqliteQueue(QueueBackend):
         def job(conn: sqlite3.Connection) -> None:
             for res in results:
                 reply = res.reply
+                next_attempt: float | None = None
+                if res.outcome is Outcome.DELIVERED:
+                    state, action = RecipientState.DELIVERED, "delivered"
+                else:
+                    decision = decisions.get(res.recipient) or Decision.retry(now + 900)
+                    if decision.action == "retry":
+                        state, action = RecipientState.DEFERRED, "deferred"
+                        next_attempt = decision.retry_at or now
+                    elif decision.expired:
+                        state, action = RecipientState.EXPIRED, "expired"
+                    else:
+                        state = RecipientState.FAILED
+                        action = "bounced" if decision.action == "bounce" and decision.notify else "dropped"
                 conn.execute(
                     "INSERT INTO attempts (time, message_id, sender, recipient, outcome, route, remote_host, "
-                    "remote_addr, code, enhanced, text, duration) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "remote_addr, code, enhanced, text, duration, action) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (now, message.id, message.sender, res.recipient, res.outcome.value, res.route,
-                     res.remote_host, res.remote_addr, reply.code, reply.enhanced, reply.text, res.duration),
+                     res.remote_host, res.remote_addr, reply.code, reply.enhanced, reply.text, res.duration,
+                     action),
                 )
                 rcpt = by_addr.get(res.recipient)
                 if rcpt is None:
                     continue
-                next_attempt: float | None = None
-                if res.outcome is Outcome.DELIVERED:
-                    state = RecipientState.DELIVERED
-                else:
-                    decision = decisions.get(res.recipient) or Decision.retry(now + 900)
-                    if decision.action == "retry":
-                        state, next_attempt = RecipientState.DEFERRED, decision.retry_at or now
-                    elif decision.expired:
-                        state = RecipientState.EXPIRED
-                    else:
-                        state = RecipientState.FAILED
+                # A recipient recorded as delivered (or ended) is never changed again.
                 conn.execute(
                     "UPDATE recipients SET state = ?, attempts = attempts + 1, next_attempt = ?, "
-                    "last_reply = ?, updated = ? WHERE id = ?",
-                    (state.value, next_attempt if next_attempt is not None else 0.0, str(reply), now, rcpt.id),
+                    "last_reply = ?, updated = ? WHERE id = ? AND state IN ('pending', 'deferred', 'held')",
+                    (state.value, next_attempt if next_attempt is not None else 0.0, str(reply), now,
+                     rcpt.id),
                 )
+            conn.execute("UPDATE messages SET attributes = ? WHERE id = ?",
+                         (json.dumps(message.attributes, default=str), message.id))
+            for new, data in new_messages or []:
+                _insert(conn, new, data)
             active = conn.execute(
-                "SELECT count(*) FROM recipients WHERE message_id = ? AND state IN ('pending','deferred','held')",
+                "SELECT count(*) FROM recipients WHERE message_id = ? "
+                "AND state IN ('pending','deferred','held')",
                 (message.id,),
             ).fetchone()[0]
             if active == 0:
-                conn.execute("UPDATE messages SET done_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
+                conn.execute("UPDATE messages SET done_at = ?, lease_owner = NULL, lease_until = NULL "
+                             "WHERE id = ?",
                              (now, message.id))
                 conn.execute("DELETE FROM bodies WHERE message_id = ?", (message.id,))
 
         await self._run(job, write=True)
-        for new, data in new_messages or []:
-            await self.store(new, data)
 
     async def next_due(self) -> float | None:
         def job(conn: sqlite3.Connection) -> float | None:
-            return conn.execute(f"SELECT min(next_attempt) FROM recipients WHERE state IN {ACTIVE}").fetchone()[0]
+            return conn.execute(
+                f"SELECT min(next_attempt) FROM recipients WHERE state IN {ACTIVE}"
+            ).fetchone()[0]
 
         return await self._run(job)
 
@@ -276,7 +287,8 @@ class SqliteQueue(QueueBackend):
     async def get(self, message_id: str) -> MessageDetail | None:
         def job(conn: sqlite3.Connection) -> MessageDetail | None:
             row = conn.execute(
-                "SELECT id, sender, created, size, mail_options, attributes, client FROM messages WHERE id = ?",
+                "SELECT id, sender, created, size, mail_options, attributes, client FROM messages "
+                "WHERE id = ?",
                 (message_id,),
             ).fetchone()
             if row is None:
@@ -303,14 +315,16 @@ class SqliteQueue(QueueBackend):
                 params = [limit]
             out: dict[str, MessageSummary] = {}
             rows = conn.execute(
-                f"SELECT m.id, m.sender, m.created, m.size FROM messages m {where} ORDER BY m.created LIMIT ?",
+                f"SELECT m.id, m.sender, m.created, m.size FROM messages m {where} "
+                "ORDER BY m.created LIMIT ?",
                 params,
             ).fetchall()
             for mid, sender, created, size in rows:
                 out[mid] = MessageSummary(mid, sender, created, size)
             for mid in out:
                 for st, n, nxt in conn.execute(
-                    "SELECT state, count(*), min(next_attempt) FROM recipients WHERE message_id = ? GROUP BY state",
+                    "SELECT state, count(*), min(next_attempt) FROM recipients WHERE message_id = ? "
+                    "GROUP BY state",
                     (mid,),
                 ):
                     out[mid].recipients[st] = n
@@ -367,14 +381,25 @@ class SqliteQueue(QueueBackend):
             return
         row = (event.time, event.kind, event.level, event.text, json.dumps(event.data, default=str))
         self._worker.submit_nowait(
-            lambda conn: conn.execute("INSERT INTO events (time, kind, level, text, data) VALUES (?,?,?,?,?)", row)
+            lambda conn: conn.execute(
+                "INSERT INTO events (time, kind, level, text, data) VALUES (?,?,?,?,?)", row)
         )
 
-    async def events(self, *, since: float | None = None, limit: int = 200) -> list[Event]:
+    async def events(self, *, since: float | None = None, limit: int = 200, kind: str | None = None,
+                     level: str | None = None) -> list[Event]:
+        where, params = ["time >= ?"], [since or 0]
+        if kind:
+            where.append("(kind = ? OR kind LIKE ? ESCAPE '\\')")
+            params += [kind, kind.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ".%"]
+        if level:
+            shown = LEVELS[LEVELS.index(level):] if level in LEVELS else (level,)
+            where.append(f"level IN ({','.join('?' * len(shown))})")
+            params += list(shown)
+
         def job(conn: sqlite3.Connection) -> list[Event]:
             rows = conn.execute(
-                "SELECT time, kind, level, text, data FROM events WHERE time >= ? ORDER BY id DESC LIMIT ?",
-                (since or 0, limit),
+                f"SELECT time, kind, level, text, data FROM events WHERE {' AND '.join(where)} "
+                "ORDER BY id DESC LIMIT ?", [*params, limit],
             ).fetchall()
             return [Event(t, k, x, lv, json.loads(d or "{}")) for t, k, lv, x, d in reversed(rows)]
 
@@ -382,21 +407,90 @@ class SqliteQueue(QueueBackend):
 
     async def attempts(self, *, limit: int = 200, **filters: Any) -> list[Attempt]:
         clauses, params = [], []
-        for key, column in (("message", "message_id"), ("sender", "sender"), ("recipient", "recipient"),
-                            ("outcome", "outcome")):
-            if filters.get(key):
-                clauses.append(f"{column} = ?")
+        for key, column in (("message", "message_id"), ("sender", "sender"), ("recipient", "recipient")):
+            if filters.get(key) is not None:
+                clauses.append(f"{column} = ? COLLATE NOCASE")
                 params.append(filters[key])
+        if filters.get("outcome"):
+            clauses.append("(outcome = ? OR action = ?)")
+            params += [filters["outcome"], filters["outcome"]]
         if filters.get("since") is not None:
             clauses.append("time >= ?")
             params.append(filters["since"])
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         return await self._run(lambda conn: _attempts(conn, where, params, limit))
 
+    async def stats(self, *, since: float, now: float) -> QueueStats:
+        def job(conn: sqlite3.Connection) -> QueueStats:
+            st = QueueStats(since, now)
+            for action, n in conn.execute(
+                "SELECT coalesce(action, outcome), count(*) FROM attempts WHERE time >= ? AND time <= ? "
+                "GROUP BY 1", (since, now),
+            ):
+                st.outcomes[action] = n
+            st.received, st.notifications = conn.execute(
+                "SELECT count(*), coalesce(sum(sender = ''), 0) FROM messages "
+                "WHERE created >= ? AND created <= ?",
+                (since, now),
+            ).fetchone()
+            st.queue_depth, st.oldest = conn.execute(
+                "SELECT count(*), min(created) FROM messages WHERE done_at IS NULL"
+            ).fetchone()
+            for state, n in conn.execute(
+                "SELECT state, count(*) FROM recipients WHERE message_id IN "
+                "(SELECT id FROM messages WHERE done_at IS NULL) GROUP BY state"
+            ):
+                st.recipients[state] = n
+            st.next_attempt = conn.execute(
+                f"SELECT min(next_attempt) FROM recipients WHERE state IN {ACTIVE}"
+            ).fetchone()[0]
+            return st
+
+        return await self._run(job)
+
+    async def prune(self, now: float) -> dict[str, int]:
+        """Delete attempts, events and finished messages older than ``history_days``."""
+        cutoff = now - self.history_seconds
+
+        def job(conn: sqlite3.Connection) -> dict[str, int]:
+            out = {
+                "attempts": conn.execute("DELETE FROM attempts WHERE time < ?", (cutoff,)).rowcount,
+                "events": conn.execute("DELETE FROM events WHERE time < ?", (cutoff,)).rowcount,
+            }
+            old = [mid for (mid,) in conn.execute(
+                "SELECT id FROM messages WHERE done_at IS NOT NULL AND done_at < ?", (cutoff,))]
+            for mid in old:
+                conn.execute("DELETE FROM recipients WHERE message_id = ?", (mid,))
+                conn.execute("DELETE FROM bodies WHERE message_id = ?", (mid,))
+                conn.execute("DELETE FROM messages WHERE id = ?", (mid,))
+            out["messages"] = len(old)
+            return out
+
+        return await self._run(job, write=True)
+
 
 def _attempts(conn: sqlite3.Connection, where: str, params: list[Any], limit: int) -> list[Attempt]:
     rows = conn.execute(
         "SELECT time, message_id, recipient, outcome, route, remote_host, remote_addr, code, enhanced, text, "
-        f"duration, sender FROM attempts {where} ORDER BY id DESC LIMIT ?", [*params, limit],
+        f"duration, sender, coalesce(action, '') FROM attempts {where} ORDER BY id DESC LIMIT ?",
+        [*params, limit],
     ).fetchall()
     return [Attempt(*r) for r in reversed(rows)]
+
+
+def _insert(conn: sqlite3.Connection, message: Message, data: bytes) -> None:
+    """Insert a new message, its body and its recipients (pending, due at arrival)."""
+    client = json.dumps(message.session.__dict__ if message.session else {})
+    conn.execute(
+        "INSERT INTO messages (id, sender, created, size, client, mail_options, attributes) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (message.id, message.sender, message.created, len(data), client,
+         json.dumps(message.mail_options), json.dumps(message.attributes, default=str)),
+    )
+    conn.execute("INSERT INTO bodies (message_id, data) VALUES (?, ?)", (message.id, data))
+    conn.executemany(
+        "INSERT INTO recipients (message_id, address, state, attempts, next_attempt, updated) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [(message.id, r.address, RecipientState.PENDING.value, 0, message.created, message.created)
+         for r in message.recipients],
+    )

@@ -70,13 +70,17 @@ def test_embedded_default_serves_on_2525(workdir):
         with smtplib.SMTP("127.0.0.1", 2525) as client:
             code, caps = client.ehlo("client.test")
             assert code == 250
-            client.sendmail("a@example.org", ["b@nowhere.invalid"], make_message("default"))
+            client.mail("a@example.org")
+            client.rcpt("b@nowhere.invalid")
+            code, text = client.data(make_message("default"))
+        assert code == 250
+        queue_id = text.decode().rsplit(" ", 1)[-1]
         assert (env_state / "queue.sqlite3").exists()
-        listed = subprocess.run(pipeline_cmd("queue", "list", "--json"), capture_output=True, text=True,
-                                env={**os.environ, "MAILPIPE_STATE_DIR": str(env_state)}, timeout=30)
-        assert listed.returncode == 0, listed.stderr
-        assert "b@nowhere.invalid" not in listed.stdout  # recipients are not listed, only counts
-        assert '"sender": "a@example.org"' in listed.stdout
+        shown = subprocess.run(pipeline_cmd("queue", "show", queue_id, "--json"), capture_output=True, text=True,
+                               env={**os.environ, "MAILPIPE_STATE_DIR": str(env_state)}, timeout=30)
+        assert shown.returncode == 0, shown.stderr
+        assert '"address": "b@nowhere.invalid"' in shown.stdout
+        assert '"sender": "a@example.org"' in shown.stdout
         p.terminate()
         assert p.wait(30) == 0
     finally:
