@@ -82,7 +82,8 @@ class Gateway:
         await self.open()
         recovered = await self.queue.recover(self.scheduler.owner)
         if recovered:
-            self.events.emit("queue.recovered", f"{recovered} message(s) left in flight by a stopped process are due again")
+            self.events.emit("queue.recovered",
+                             f"{recovered} message(s) left in flight by a stopped process are due again")
         await self.intake.start()
         self._control = await control.listen(self.settings.state_dir, lambda: self.scheduler.wake(force=True))
         self.scheduler.start()
