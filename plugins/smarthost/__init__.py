@@ -1,99 +1,305 @@
 """The ``smarthost`` plugin: "send messages through ISP's mail server".
 
 Routes every recipient it is offered (or only those of ``domains``) to the
-configured server and delivers there. This first version connects once per
-message and does not log in; authentication modes, several servers and
-connection reuse are built on top of it.
+configured servers, logs in the way the ISP wants (``auth.mode``) and delivers
+over pooled connections. The pieces: ``options`` (config), ``servers``
+(several servers in order), ``auth`` (SMTP AUTH and XOAUTH2 tokens), ``pop3``
+(POP-before-SMTP), ``pool`` (connection reuse), ``alerts`` (events that do
+not repeat for every message).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal
+import asyncio
+from dataclasses import dataclass
+from typing import Any
 
-from pydantic import Field, field_validator
-
+from mailpipe.core.errors import Reply, TemporaryError
 from mailpipe.core.hookspecs import hookimpl
-from mailpipe.core.message import Credentials, Message, RecipientResult, Route
-from mailpipe.core.plugin import Plugin
-from mailpipe.core.settings import Duration, Strict
-from mailpipe.plugins.outbound.connection import ConnectFailed, Endpoint, close_quietly, open_connection
+from mailpipe.core.message import Credentials, Message, Outcome, RecipientResult, Route
+from mailpipe.core.plugin import Plugin, PluginContext
+from mailpipe.core.settings import Account
+from mailpipe.plugins.outbound.connection import Endpoint
 from mailpipe.plugins.outbound.tls import client_context
 from mailpipe.plugins.outbound.transaction import send
 
+from .alerts import Alerts
+from .auth import LoginFailed, smtp_login
+from .options import AuthOptions, SmarthostOptions
+from .pool import ConnectionPool, PooledConnection
+from .pop3 import Pop3LoginFailed, PopLogins, pop3_login
+from .servers import SmarthostUnavailable, connect_first
 
-class SmarthostOptions(Strict):
-    """Options of ``chain: - smarthost: {...}`` (the seed page's "Server" and friends)."""
+__all__ = ["SmarthostPlugin", "SmarthostOptions", "AuthOptions"]
 
-    server: str
-    port: int | None = Field(None, ge=1, le=65535, description="default: delivery.port")
-    tls: Literal["none", "starttls", "implicit"] = "starttls"
-    ca_file: Path | None = None
-    verify: bool = True
-    timeout: Duration | None = None
-    domains: list[str] = Field(default_factory=list, description="only these recipient domains (default: all)")
 
-    @field_validator("server")
-    @classmethod
-    def _server(cls, value: str) -> str:
-        if not value.strip() or " " in value.strip():
-            raise ValueError(f"expected a host name or address, got {value!r}")
-        return value.strip()
+@dataclass(frozen=True)
+class _Blocked:
+    until: float
+    reply: Reply
 
 
 class SmarthostPlugin(Plugin):
-    """Delivers through the ISP's mail server (smarthost)."""
+    """Delivers through the ISP's mail server (smarthost), with the ISP's login scheme."""
 
     name = "smarthost"
     Options = SmarthostOptions
+
+    def __init__(self, options: SmarthostOptions, context: PluginContext, *, instance_name: str | None = None) -> None:
+        super().__init__(options, context, instance_name=instance_name)
+        opts = self.opts
+        self.timeout = opts.timeout or context.settings.delivery.timeout
+        self.pool = ConnectionPool(opts.max_connections, opts.max_messages_per_connection, opts.idle_timeout,
+                                   rset_timeout=self.timeout)
+        self.pop_logins = PopLogins(opts.auth.pop_login_window, context.clock.now)
+        self.alerts = Alerts(context)
+        self.accounts_problem = opts.accounts_problem(context.settings.accounts)
+        self._blocked: dict[tuple[str, ...], _Blocked] = {}
+        self._open_locks: dict[tuple[str, ...], asyncio.Lock] = {}
+        self._tls_context = None
+        if opts.tls != "none":
+            ca = context.resolve_path(opts.ca_file) if opts.ca_file else None
+            self._tls_context = client_context(verify=opts.verify, ca_file=ca)
 
     @property
     def opts(self) -> SmarthostOptions:
         return self.options  # type: ignore[return-value]
 
-    def endpoint(self) -> Endpoint:
-        port = self.opts.port or self.context.settings.delivery.port
-        return Endpoint(self.opts.server, port, self.opts.tls)
+    # -- where mail goes --------------------------------------------------------------------
+
+    def endpoints(self) -> list[Endpoint]:
+        """The servers in the order they are tried."""
+        return [Endpoint(host, port, self.opts.tls)
+                for host, port in self.opts.endpoints(self.context.settings.delivery.port)]
+
+    def destination(self) -> str:
+        return ", ".join(f"{ep.host}:{ep.port}" for ep in self.endpoints())
 
     def takes(self, recipient: str) -> bool:
         if not self.opts.domains:
             return True
-        domain = recipient.rpartition("@")[2].lower()
-        return domain in {d.lower() for d in self.opts.domains}
+        return recipient.rpartition("@")[2].lower() in self.opts.domains
 
     @hookimpl
     def route(self, message: Message, recipients: list[str]) -> list[Route] | None:
-        """All recipients (of ``domains``, when set) leave through the smarthost, as one route."""
+        """Called by the scheduler: all recipients (of ``domains``, when set) leave through the smarthost."""
         mine = [r for r in recipients if self.takes(r)]
         if not mine:
             return None
-        ep = self.endpoint()
-        return [Route(self.instance_name, "smarthost", f"{ep.host}:{ep.port}", mine)]
+        return [Route(self.instance_name, "smarthost", self.destination(), mine, {"sender": message.sender})]
 
     @hookimpl
     def explain_route(self, route: Route) -> dict[str, Any] | None:
-        """For ``pipeline route``: the server, port and TLS mode."""
+        """Called by ``pipeline route``: servers in order, TLS, and the login that would be used (no secrets)."""
         if route.plugin != self.instance_name:
             return None
-        ep = self.endpoint()
-        return {"server": ep.host, "port": ep.port, "tls": ep.tls}
+        opts, auth = self.opts, self.opts.auth
+        facts: dict[str, Any] = {
+            "servers": [ep.label for ep in self.endpoints()],
+            "tls": opts.tls,
+            "verify": opts.verify,
+            "ca_file": str(opts.ca_file) if opts.ca_file else "system CAs",
+            "auth": auth.mode,
+        }
+        if auth.sends_credentials:
+            facts["mechanism"] = auth.mechanism
+        if auth.mode == "login":
+            facts["login"] = auth.username
+            if auth.mechanism == "xoauth2":
+                facts["token"] = "from token_command" if auth.token_command else "from config"
+        elif auth.mode == "pop-before-smtp":
+            account = self.context.settings.accounts[0] if self.context.settings.accounts else None
+            facts["pop3_account"] = self._pop_label(account) if account else "none configured"
+        elif auth.mode == "sender-account":
+            sender = route.options.get("sender", "")
+            account = self.context.settings.account_for(sender) if sender else None
+            facts["login"] = (account.username if account
+                              else f"none: no Internet Mail Account for <{sender}>, mail would stay queued")
+        if self.accounts_problem:
+            facts["problem"] = self.accounts_problem
+        return facts
+
+    @staticmethod
+    def _pop_label(account: Account) -> str:
+        pop = account.pop3
+        if pop is None:
+            return f"{account.address} (no pop3 settings)"
+        return f"{account.username} at {pop.server}:{pop.port or ('995' if pop.tls == 'implicit' else '110')} " \
+               f"(tls: {pop.tls}{', APOP' if pop.apop else ''})"
+
+    # -- logging in -------------------------------------------------------------------------
+
+    @hookimpl
+    async def authenticate(self, message: Message, route: Route) -> Credentials | None:
+        """Called by the scheduler before ``deliver``: the login for this message's hop.
+
+        ``login``: the configured account. ``sender-account``: the sender's
+        Internet Mail Account; a sender without one fails temporarily (kept
+        queued, event ``smarthost.no_account``) and is never sent under another
+        login. ``pop-before-smtp``: the POP3 login to the first account is made
+        here when the last one is older than ``pop_login_window``; when it fails
+        the route fails temporarily and ``smarthost.pop3_login_failed`` says why.
+        """
+        if route.plugin != self.instance_name:
+            return None
+        auth = self.opts.auth
+        if self.accounts_problem:
+            self.alerts.emit("smarthost.config", self.instance_name, f"{self.instance_name}: {self.accounts_problem}")
+            raise TemporaryError(f"smarthost configuration problem: {self.accounts_problem}", 451, "4.7.0")
+        if auth.mode == "none":
+            return Credentials.none()
+        if auth.mode == "login":
+            assert auth.username is not None
+            return Credentials(auth.username, auth.password, auth.mechanism, auth.token, f"login:{auth.username}")
+        if auth.mode == "pop-before-smtp":
+            account = self.context.settings.accounts[0]
+            await self._pop_login(account)
+            return Credentials.none(label=f"pop-before-smtp:{account.address}")
+        account = self.context.settings.account_for(message.sender) if message.sender else None
+        if account is None:
+            sender = message.sender or "<>"
+            text = (f"no Internet Mail Account for sender {sender}: with auth.mode sender-account the message is "
+                    f"sent only under its sender's own login; add {sender} to accounts")
+            self.alerts.emit("smarthost.no_account", sender.lower(), f"{message.id}: {text}; "
+                             "messages from this sender stay queued", level="warning", sender=sender,
+                             message=message.id)
+            raise TemporaryError(text, 451, "4.7.1")
+        return Credentials(account.username, account.password, auth.mechanism, None,
+                           f"sender-account:{account.username}", {"account": account.address})
+
+    async def _pop_login(self, account: Account) -> None:
+        async def login() -> str:
+            return await pop3_login(account, timeout=self.timeout, allow_plaintext=self.opts.allow_plaintext_auth,
+                                    resolve=self.context.resolve_path)
+
+        try:
+            made = await self.pop_logins.ensure(account, login)
+        except Pop3LoginFailed as exc:
+            self.alerts.emit("smarthost.pop3_login_failed", account.address.lower(),
+                             f"POP-before-SMTP: {exc}; nothing is sent through the smarthost until it succeeds",
+                             account=account.address)
+            raise TemporaryError(f"POP-before-SMTP: {exc}", 451, "4.7.0") from None
+        if made:
+            self.alerts.clear("smarthost.pop3_login_failed", account.address.lower())
+            self.context.emit("smarthost.pop3_login", f"POP-before-SMTP: logged into {self._pop_label(account)}",
+                              account=account.address)
+
+    @staticmethod
+    def identity(credentials: Credentials) -> tuple[str, ...]:
+        """The pool key: connections are shared only by messages sent under the same login."""
+        return (credentials.label, credentials.username or "", credentials.mechanism)
+
+    def _still_blocked(self, key: tuple[str, ...]) -> Reply | None:
+        """The reply of a recent rejected login of ``key``, while ``login_failure_pause`` lasts."""
+        blocked = self._blocked.get(key)
+        if blocked is None:
+            return None
+        if self.context.clock.now() < blocked.until:
+            return blocked.reply
+        del self._blocked[key]
+        return None
+
+    async def _open_for(self, key: tuple[str, ...], credentials: Credentials) -> PooledConnection:
+        """A new connection; logins of one identity are made one at a time, so a wrong password
+        found by the first of a burst of messages is not tried again by the others."""
+        if not credentials.needs_auth:
+            return await self._open(credentials)
+        async with self._open_locks.setdefault(key, asyncio.Lock()):
+            reply = self._still_blocked(key)
+            if reply is not None:
+                raise LoginFailed(reply, rejected=True, repeated=True)
+            return await self._open(credentials)
+
+    async def _open(self, credentials: Credentials) -> PooledConnection:
+        client, endpoint = await connect_first(
+            self.endpoints(), helo=self.context.settings.hostname, timeout=self.timeout,
+            tls_context=self._tls_context)
+        mechanism = None
+        if credentials.needs_auth:
+            auth = self.opts.auth
+            token_command = auth.token_command if credentials.label.startswith("login:") else None
+            try:
+                mechanism = await smtp_login(
+                    client, credentials, host=endpoint.label, allow_plaintext=self.opts.allow_plaintext_auth,
+                    token_command=token_command, timeout=self.timeout)
+            except BaseException:
+                client.close()
+                raise
+        return PooledConnection(client, endpoint, mechanism=mechanism)
+
+    def _login_failed(self, credentials: Credentials, key: tuple[str, ...], exc: LoginFailed) -> Reply:
+        auth = self.opts.auth
+        reply = exc.reply
+        if exc.repeated:
+            return reply
+        if exc.rejected:
+            self._blocked[key] = _Blocked(self.context.clock.now() + auth.login_failure_pause, reply)
+        pause = (f"; the same login is not tried again for {auth.login_failure_pause:.0f}s"
+                 if exc.rejected else "")
+        why = (f"This is a configuration problem (auth settings of {self.instance_name}), not the message's: "
+               if exc.rejected else "")
+        self.alerts.emit("smarthost.login_failed", credentials.label, f"{reply.text}. {why}mail stays queued{pause}",
+                         login=credentials.username, mode=self.opts.auth.mode)
+        return reply
+
+    # -- sending ----------------------------------------------------------------------------
 
     @hookimpl
     async def deliver(self, message: Message, route: Route, credentials: Credentials) -> list[RecipientResult] | None:
-        """One SMTP transaction with the smarthost for all recipients of the route."""
+        """Called by the scheduler: one SMTP transaction on a pooled connection for this login.
+
+        Returns one result per recipient. Failures to reach or log into the
+        smarthost are temporary for every recipient (the mail stays queued);
+        replies to MAIL, RCPT and DATA are passed on as the server gave them,
+        except 530 "authentication required", which is a configuration problem
+        and therefore temporary.
+        """
         if route.plugin != self.instance_name:
             return None
-        ep = self.endpoint()
-        timeout = self.opts.timeout or self.context.settings.delivery.timeout
-        ctx = client_context(verify=self.opts.verify, ca_file=self.opts.ca_file) if ep.tls != "none" else None
-        label = f"smarthost:{ep.label}"
+        label = f"smarthost:{route.destination}"
+        key = self.identity(credentials)
+        blocked = self._still_blocked(key)
+        if blocked is not None:
+            return RecipientResult.for_all(route.recipients, blocked, route=label)
         try:
-            client = await open_connection(ep, helo=self.context.settings.hostname, timeout=timeout, tls_context=ctx)
-        except ConnectFailed as exc:
-            return RecipientResult.for_all(route.recipients, exc.reply, remote_host=ep.host, route=label)
+            conn = await self.pool.acquire(key, lambda: self._open_for(key, credentials))
+        except SmarthostUnavailable as exc:
+            return RecipientResult.for_all(route.recipients, exc.reply, remote_host=exc.host, route=label)
+        except LoginFailed as exc:
+            reply = self._login_failed(credentials, key, exc)
+            return RecipientResult.for_all(route.recipients, reply, route=label)
+        if credentials.needs_auth and self.alerts.clear("smarthost.login_failed", credentials.label):
+            self.context.emit("smarthost.login_ok", f"smarthost login as {credentials.username} works again",
+                              login=credentials.username)
+        reusable = False
         try:
             data = await message.body()
-            return await send(client, message, route.recipients, data, host=ep.label, addr=None, route=label)
+            results = await send(conn.client, message, route.recipients, data, host=conn.endpoint.label,
+                                 addr=conn.endpoint.address, route=label)
+            results = [self._auth_required(r, credentials) for r in results]
+            reusable = conn.client.is_connected and not any(r.reply.code == 421 for r in results)
+            return results
         finally:
-            await close_quietly(client)
+            self.pool.release(conn, reusable=reusable)
 
+    def _auth_required(self, result: RecipientResult, credentials: Credentials) -> RecipientResult:
+        """530 (authentication required) means the auth settings do not fit the ISP: temporary, with an event."""
+        if result.reply.code != 530:
+            return result
+        self.alerts.emit(
+            "smarthost.auth_required", credentials.label,
+            f"the smarthost requires authentication ({result.reply}) but auth.mode is {self.opts.auth.mode}"
+            f"{' and the login was accepted' if credentials.needs_auth else ''}; mail stays queued",
+            mode=self.opts.auth.mode)
+        reply = Reply(451, "4.7.0", f"smarthost requires authentication: {result.reply}")
+        result.reply, result.outcome = reply, Outcome.TEMPORARY
+        return result
+
+    @hookimpl
+    async def shutdown(self) -> None:
+        """Called by the gateway when it stops: QUIT every pooled connection."""
+        await self.pool.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Pool counters (for tests and diagnostics)."""
+        return {"open": self.pool.count, "idle": self.pool.idle_count, "opened": self.pool.opened}

@@ -1,0 +1,191 @@
+"""SMTP AUTH with the smarthost: mechanism choice, XOAUTH2 tokens, failures without secrets.
+
+``smtp_login`` logs a connected client in with ``Credentials`` and raises
+``LoginFailed`` (carrying a reply that is always temporary: a refused login is
+a configuration problem, not the message's) when it cannot. Nothing it raises
+or returns contains the password or token: replies are rebuilt from the
+server's code and a scrubbed text, and exception chains are cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import shlex
+
+import aiosmtplib
+
+from mailpipe.core.errors import Reply
+from mailpipe.core.message import Credentials
+
+from ..outbound.replies import reply_for
+
+#: Password mechanisms in order of preference for ``mechanism: auto`` (strongest first).
+AUTO_ORDER = ("cram-md5", "plain", "login")
+
+
+class LoginFailed(Exception):
+    """The smarthost login could not be made; ``reply`` is temporary and free of secrets.
+
+    ``rejected`` is true when the server refused the name/password (535 and
+    friends), false for a failure around it (no AUTH offered, connection lost).
+    ``repeated`` marks a login not even tried because the same one was just rejected.
+    """
+
+    def __init__(self, reply: Reply, *, rejected: bool, repeated: bool = False) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+        self.rejected = rejected
+        self.repeated = repeated
+
+
+def is_encrypted(client: aiosmtplib.SMTP) -> bool:
+    """Whether the connection runs over TLS (implicit or after STARTTLS)."""
+    return client.is_connected and client.get_transport_info("sslcontext") is not None
+
+
+def offered_mechanisms(client: aiosmtplib.SMTP) -> list[str]:
+    """AUTH mechanisms the server offered in its EHLO reply, lower case."""
+    return [m.lower() for m in client.server_auth_methods]
+
+
+def choose_mechanism(wanted: str, offered: list[str], *, has_token: bool) -> str | None:
+    """The mechanism to use: ``wanted`` if offered; for ``auto`` the strongest offered; else None."""
+    if wanted != "auto":
+        return wanted if wanted in offered else None
+    if has_token and "xoauth2" in offered:
+        return "xoauth2"
+    return next((m for m in AUTO_ORDER if m in offered), None)
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """``text`` with each secret, and the base64 forms a server could echo, replaced by ``***``."""
+    for secret in secrets:
+        if not secret:
+            continue
+        forms = {secret, base64.b64encode(secret.encode()).decode()}
+        for form in forms:
+            if len(form) >= 3:
+                text = text.replace(form, "***")
+    return text
+
+
+def secrets_of(credentials: Credentials, token: str | None = None) -> list[str]:
+    """Every secret string a reply must not show for this login."""
+    out = []
+    if credentials.password is not None:
+        out.append(credentials.password.get_secret_value())
+    if credentials.token is not None:
+        out.append(credentials.token.get_secret_value())
+    if token:
+        out.append(token)
+    return out
+
+
+async def fetch_token(command: list[str] | str, timeout: float) -> str:
+    """Run ``command`` and return the first line it prints: an XOAUTH2 access token.
+
+    A list is run as argv, a string by ``/bin/sh -c``. Raises ``LoginFailed``
+    (never showing what the command printed on stdout) when it fails, times
+    out or prints nothing.
+    """
+    shown = command if isinstance(command, str) else shlex.join(command)
+    pipes = {"stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.PIPE,
+             "stdin": asyncio.subprocess.DEVNULL}
+    try:
+        if isinstance(command, str):
+            proc = await asyncio.create_subprocess_shell(command, **pipes)
+        else:
+            proc = await asyncio.create_subprocess_exec(*command, **pipes)
+    except OSError as exc:
+        raise LoginFailed(Reply(451, "4.7.0", f"token_command {shown!r} cannot be run: {exc.strerror or exc}"),
+                          rejected=False) from None
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise LoginFailed(Reply(451, "4.7.0", f"token_command {shown!r} did not finish in {timeout:.0f}s"),
+                          rejected=False) from None
+    token = out.decode("utf-8", "replace").strip().splitlines()[0].strip() if out.strip() else ""
+    if proc.returncode != 0 or not token:
+        why = f"exited with status {proc.returncode}" if proc.returncode else "printed no token"
+        detail = " ".join(err.decode("utf-8", "replace").split())[:200]
+        if token:
+            detail = scrub(detail, [token])
+        raise LoginFailed(Reply(451, "4.7.0", f"token_command {shown!r} {why}" + (f": {detail}" if detail else "")),
+                          rejected=False)
+    return token
+
+
+async def smtp_login(
+    client: aiosmtplib.SMTP, credentials: Credentials, *, host: str, allow_plaintext: bool,
+    token_command: list[str] | str | None = None, timeout: float = 60.0,
+) -> str:
+    """AUTH on a connected client (after EHLO/STARTTLS); return the mechanism used.
+
+    Refuses, before sending anything, to log in over a connection without TLS
+    unless ``allow_plaintext``. Tries exactly one mechanism (a wrong password
+    is not retried with another mechanism, so one mistake is one failed login
+    at the ISP), except that a server answering 504 "unrecognized mechanism"
+    to one it offered gets the next. Raises ``LoginFailed``.
+    """
+    user = credentials.username or ""
+    who = f"smarthost login as {user} at {host}"
+    if not is_encrypted(client) and not allow_plaintext:
+        raise LoginFailed(Reply(451, "4.7.0", f"{who} refused: the connection is not encrypted (no TLS) and "
+                                               "allow_plaintext_auth is not set; the password was not sent"),
+                          rejected=False)
+    offered = offered_mechanisms(client)
+    if not client.supports_extension("auth") or not offered:
+        hint = "" if is_encrypted(client) else " (some servers offer AUTH only after STARTTLS)"
+        raise LoginFailed(Reply(451, "4.7.0", f"{who} impossible: the server offers no AUTH{hint}"), rejected=False)
+    token = credentials.token.get_secret_value() if credentials.token is not None else None
+    has_token = token is not None or token_command is not None
+    wanted = credentials.mechanism or "auto"
+    candidates: list[str] = []
+    first = choose_mechanism(wanted, offered, has_token=has_token)
+    if first is None:
+        asked = wanted.upper() if wanted != "auto" else "PLAIN, LOGIN or CRAM-MD5"
+        offers = " ".join(m.upper() for m in offered)
+        raise LoginFailed(Reply(451, "4.7.0", f"{who} impossible: the server does not offer AUTH {asked} "
+                                               f"(it offers {offers})"), rejected=False)
+    candidates.append(first)
+    if wanted == "auto":
+        candidates += [m for m in AUTO_ORDER if m in offered and m not in candidates]
+    if first == "xoauth2" and token is None and token_command is not None:
+        token = await fetch_token(token_command, timeout)
+    secrets = secrets_of(credentials, token)
+    for mechanism in candidates:
+        try:
+            await _auth(client, mechanism, user, credentials, token, timeout)
+            return mechanism
+        except aiosmtplib.SMTPResponseException as exc:
+            text = scrub(" ".join(exc.message.split()), secrets)
+            server = Reply.parse(exc.code, text)
+            if exc.code == 504 and mechanism != candidates[-1]:
+                continue
+            rejected = exc.code in (535, 534, 538) or exc.code >= 500
+            verb = "failed" if rejected else "did not succeed"
+            raise LoginFailed(Reply(451, "4.7.8" if exc.code == 535 else "4.7.0",
+                                    f"{who} ({mechanism.upper()}) {verb}: {server}"), rejected=rejected) from None
+        except Exception as exc:  # noqa: BLE001 - timeout, connection lost
+            reply = reply_for(exc, f"AUTH {mechanism.upper()}", host)
+            raise LoginFailed(Reply(451, "4.7.0", scrub(f"{who} did not finish: {reply}", secrets)),
+                              rejected=False) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _auth(client: aiosmtplib.SMTP, mechanism: str, user: str, credentials: Credentials,
+                token: str | None, timeout: float) -> None:
+    password = credentials.password.get_secret_value() if credentials.password is not None else ""
+    if mechanism == "plain":
+        await client.auth_plain(user, password, timeout=timeout)
+    elif mechanism == "login":
+        await client.auth_login(user, password, timeout=timeout)
+    elif mechanism == "cram-md5":
+        await client.auth_crammd5(user, password, timeout=timeout)
+    elif mechanism == "xoauth2":
+        await client.auth_xoauth2(user, token or "", timeout=timeout)
+    else:  # pragma: no cover - options allow only the above
+        raise ValueError(f"unknown mechanism {mechanism}")

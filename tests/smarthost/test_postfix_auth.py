@@ -1,0 +1,61 @@
+"""SMTP AUTH against a real ISP-like Postfix (SASL through Dovecot), over STARTTLS and implicit TLS.
+
+The Postfix of tests/peers relays only after AUTH and records the login in the
+Received header ("Authenticated sender: USER") and in its log
+(``sasl_method=... sasl_username=...``), so each test can tell which mechanism
+and which login carried the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.peers.fixtures import PEER_USERS
+
+from .harness import GatewayHarness, smarthost_config
+
+
+def login_config(workdir, postfix, pki, *, port: int, tls: str, mechanism: str, **extra):
+    return smarthost_config(workdir, {
+        "server": postfix.host, "port": port, "tls": tls, "ca_file": str(pki.ca_file),
+        "auth": {"mode": "login", "mechanism": mechanism, "username": "gateway",
+                 "password": PEER_USERS["gateway"]},
+        **extra,
+    })
+
+
+CASES = [
+    ("submission", "starttls", "plain", "PLAIN"),
+    ("submission", "starttls", "login", "LOGIN"),
+    ("smtps", "implicit", "plain", "PLAIN"),
+    ("smtps", "implicit", "login", "LOGIN"),
+    ("submission", "starttls", "cram-md5", "CRAM-MD5"),
+    ("smtps", "implicit", "auto", "CRAM-MD5"),
+]
+
+
+@pytest.mark.parametrize(("listener", "tls", "mechanism", "seen"), CASES)
+def test_login_mode_delivers_through_postfix(workdir, postfix_isp, pki, listener, tls, mechanism, seen):
+    """mode: login with each mechanism over STARTTLS (587-style) and implicit TLS (465-style).
+
+    ``auto`` picks the strongest mechanism Postfix offers through Dovecot (CRAM-MD5).
+    """
+    port = postfix_isp.submission_port if listener == "submission" else postfix_isp.smtps_port
+    config = login_config(workdir, postfix_isp, pki, port=port, tls=tls, mechanism=mechanism)
+
+    async def scenario():
+        async with GatewayHarness(workdir, config) as h:
+            mid = await h.submit("alice@example.org", ["rcpt@remote.test"])
+            await h.run()
+            assert await h.states(mid) == {"rcpt@remote.test": "delivered"}
+
+    asyncio.run(scenario())
+    got = postfix_isp.sink.wait_for(1)
+    assert got[0].rcpt_tos == ["rcpt@remote.test"]
+    assert b"(Authenticated sender: gateway)" in got[0].data
+    assert b"Subject: from alice@example.org" in got[0].data
+    logins = postfix_isp.sasl_logins()
+    assert [(x.method, x.username) for x in logins] == [(seen, "gateway")]
+    assert f"/{listener}/" in logins[0].service
