@@ -155,7 +155,7 @@ class SmarthostPlugin(Plugin):
             account = self.context.settings.accounts[0]
             await self._pop_login(account)
             return Credentials.none(label=f"pop-before-smtp:{account.address}")
-        account = self.context.settings.account_for(message.sender) if message.sender else None
+        account = self._sender_account(message, route)
         if account is None:
             sender = message.sender or "<>"
             text = (f"no Internet Mail Account for sender {sender}: with auth.mode sender-account the message is "
@@ -166,6 +166,20 @@ class SmarthostPlugin(Plugin):
             raise TemporaryError(text, 451, "4.7.1")
         return Credentials(account.username, account.password, auth.mechanism, None,
                            f"sender-account:{account.username}", {"account": account.address})
+
+    def _sender_account(self, message: Message, route: Route) -> Account | None:
+        """The account a message is sent under in ``sender-account`` mode.
+
+        The sender's own account; for mailpipe's own reports (null sender ``<>``),
+        the account of the person they are addressed to, so a bounce reaches the
+        sender it concerns under that sender's login and no one else's.
+        """
+        settings = self.context.settings
+        if message.sender:
+            return settings.account_for(message.sender)
+        owners = [settings.account_for(r) for r in route.recipients]
+        first = owners[0] if owners else None
+        return first if first is not None and all(o is first for o in owners) else None
 
     async def _pop_login(self, account: Account) -> None:
         async def login() -> str:

@@ -60,3 +60,24 @@ def test_each_sender_logs_in_with_its_own_account(workdir, postfix_isp, pki):
     assert by_rcpt == {"r1@remote.test": "alice", "r2@remote.test": "bob", "r3@remote.test": "alice"}
     assert sorted(x.username for x in postfix_isp.sasl_logins()) == ["alice", "alice", "bob"]
     assert not any("carol" in m.data.decode() for m in got)
+
+
+def test_reports_from_the_null_sender_go_under_their_recipients_login(workdir, postfix_isp, pki):
+    """mailpipe's own reports (MAIL FROM:<>) to alice leave under alice's login; none to carol (no account)."""
+    config = smarthost_config(workdir, {
+        "server": postfix_isp.host, "port": postfix_isp.submission_port, "tls": "starttls",
+        "ca_file": str(pki.ca_file), "auth": {"mode": "sender-account", "mechanism": "plain"},
+    }, accounts=ACCOUNTS)
+
+    async def scenario():
+        async with GatewayHarness(workdir, config) as h:
+            to_alice = await h.submit("", ["alice@example.org"])
+            to_carol = await h.submit("", ["carol@example.org"])
+            await h.run()
+            assert await h.states(to_alice) == {"alice@example.org": "delivered"}
+            assert await h.states(to_carol) == {"carol@example.org": "deferred"}
+
+    asyncio.run(scenario())
+    got = postfix_isp.sink.wait_for(1)
+    assert got[0].mail_from == "<>" and got[0].rcpt_tos == ["alice@example.org"]
+    assert authenticated_sender(got[0].data) == "alice"
