@@ -7,6 +7,7 @@ can make a real SMTP server fail in the ways real servers fail.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -34,12 +35,14 @@ class SinkBehaviour:
     """Replies the sink gives instead of accepting.
 
     ``rcpt`` maps a recipient address to the reply for its RCPT; ``data`` is the
-    reply to the final dot (None: accept); ``mail`` the reply to MAIL FROM.
+    reply to the final dot (None: accept); ``mail`` the reply to MAIL FROM;
+    ``data_delay`` seconds a slow server takes before answering the final dot.
     """
 
     rcpt: dict[str, str] = field(default_factory=dict)
     mail: str | None = None
     data: str | None = None
+    data_delay: float = 0.0
 
 
 class _Handler:
@@ -61,6 +64,8 @@ class _Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+        if self.sink.behaviour.data_delay:
+            await asyncio.sleep(self.sink.behaviour.data_delay)
         if self.sink.behaviour.data:
             return self.sink.behaviour.data
         login = session.auth_data
