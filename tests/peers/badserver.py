@@ -9,6 +9,7 @@ what reached it.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ FAULTS = (
     "close_before_reply",  # read the final dot, close without a reply
     "garbage_greeting",    # greet with bytes that are not SMTP
     "garbage_after_rcpt",  # answer DATA with garbage
+    "starttls_injection",  # answer STARTTLS with 220 plus an injected plaintext reply (CVE-2011-0411)
     "ok",                  # behave
 )
 
@@ -32,6 +34,7 @@ class BadServer:
     port: int = 0
     connections: int = 0
     bodies: list[bytes] = field(default_factory=list)
+    cert: tuple[str, str] | None = None  # (cert file, key file) for STARTTLS
 
     def __post_init__(self) -> None:
         assert self.fault in FAULTS, self.fault
@@ -85,7 +88,15 @@ class BadServer:
                     return
                 cmd = line[:4].upper()
                 if cmd in (b"EHLO", b"HELO"):
-                    conn.sendall(b"250-bad.test\r\n250 8BITMIME\r\n")
+                    tls = b"250-STARTTLS\r\n" if self.cert and not isinstance(conn, ssl.SSLSocket) else b""
+                    conn.sendall(b"250-bad.test\r\n" + tls + b"250 8BITMIME\r\n")
+                elif line.upper().startswith(b"STARTTLS") and self.cert:
+                    injected = b"250 injected-marker\r\n" if self.fault == "starttls_injection" else b""
+                    conn.sendall(b"220 2.0.0 ready\r\n" + injected)
+                    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                    ctx.load_cert_chain(*self.cert)
+                    conn = ctx.wrap_socket(conn, server_side=True)
+                    f = conn.makefile("rb")
                 elif cmd in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
                     conn.sendall(b"250 2.0.0 ok\r\n")
                 elif cmd == b"QUIT":
@@ -114,7 +125,7 @@ class BadServer:
                     if self.fault == "close_before_reply":
                         conn.close()
                         return
-                    conn.sendall(b"250 2.0.0 queued\r\n")
+                    conn.sendall(b"250 2.0.0 queued-for-real\r\n")
                 else:
                     conn.sendall(b"502 5.5.1 unknown\r\n")
         except OSError:

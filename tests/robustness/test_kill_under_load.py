@@ -51,7 +51,7 @@ def test_kill_restart_under_load(mailpipe_factory):
         def session(ids: list[int]) -> None:
             client: smtplib.SMTP | None = None
             for n in ids:
-                for attempt in range(30):  # bounded retransmissions of one message
+                for _attempt in range(30):  # bounded retransmissions of one message
                     if time.monotonic() > deadline:
                         return
                     try:

@@ -52,3 +52,25 @@ def test_fault_defers_and_never_counts_as_delivered(mailpipe_factory, fault: str
             assert expect in attempt["text"]
             assert gw.cli_json("queue", "list")[0]["recipients"] == {"deferred": 1}
         assert "Traceback" not in gw.log_text()
+
+
+def test_starttls_response_injection_is_discarded_on_delivery(mailpipe_factory, pki):
+    """CVE-2011-0411 from the client side: a reply injected after 220 to STARTTLS is never read as TLS data."""
+    with BadServer("starttls_injection", cert=(str(pki.cert_file), str(pki.key_file))) as bad:
+        gw = mailpipe_factory({
+            "hostname": "gw.test", "delivery": {"timeout": "5s"},
+            "chain": [{"smarthost": {"server": bad.host, "port": bad.port, "tls": "starttls",
+                                     "ca_file": str(pki.ca_file)}}],
+        })
+        with gw:
+            host, port = gw.address
+            with smtplib.SMTP(host, port) as client:
+                client.ehlo("client.test")
+                client.mail("a@example.org")
+                client.rcpt("b@example.net")
+                code, text = client.data(make_message("over tls"))
+            queue_id = text.decode().rsplit(" ", 1)[-1]
+            wait_until(lambda: gw.cli_json("queue", "show", queue_id)["attempts"] != [], 30, "attempt recorded")
+            attempt = gw.cli_json("queue", "show", queue_id)["attempts"][0]
+        assert attempt["outcome"] == "delivered" and "queued-for-real" in attempt["text"], attempt
+        assert len(bad.bodies) == 1 and b"Subject: over tls" in bad.bodies[0]
