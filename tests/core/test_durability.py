@@ -93,3 +93,24 @@ def test_sigterm_exits_zero_and_leaves_undelivered_mail_queued(mailpipe_factory)
         listed = gw.cli_json("queue", "list")
         assert [m["id"] for m in listed] == [queue_id]
         assert listed[0]["recipients"] == {"deferred": 1}
+
+
+def test_permanent_failure_never_tried_again_after_restart(mailpipe_factory):
+    with RecordingSink("127.0.1.43") as sink:
+        sink.behaviour.rcpt["gone@example.net"] = "550 5.1.1 no such user"
+        gw = mailpipe_factory(config(sink))
+        gw.start()
+        queue_id = send(gw, "alice@example.org", ["gone@example.net"], "to a dead address")
+        wait_until(lambda: gw.cli_json("queue", "show", queue_id)["recipients"][0]["state"] == "failed",
+                   10, "permanent failure recorded")
+        gw.kill()
+        del sink.behaviour.rcpt["gone@example.net"]  # the address would work now: it must not be tried
+        gw.start()
+        gw.cli("queue", "retry", "--all")
+        # The bounce to alice goes out through the same sink: wait for it, then nothing else may come.
+        bounce = sink.wait_for(1)[0]
+        assert bounce.mail_from == "<>" and bounce.rcpt_tos == ["alice@example.org"]
+        assert gw.stop() == 0
+        shown = gw.cli_json("queue", "show", queue_id)
+        assert [a["outcome"] for a in shown["attempts"]] == ["permanent"]
+        assert all(m.rcpt_tos != ["gone@example.net"] for m in sink.messages)

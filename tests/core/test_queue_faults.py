@@ -86,3 +86,21 @@ def test_full_disk_answers_452_and_loses_nothing(mailpipe_factory, small_disk: P
         subjects = sorted(m.data.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0].decode() for m in got)
         assert subjects == sorted(accepted)
         wait_until(lambda: gw.cli_json("queue", "list") == [], 20, "queue drained")
+
+
+def test_locked_queue_is_a_clear_error(mailpipe_factory, workdir):
+    db = workdir / "locked.sqlite3"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("PRAGMA journal_mode = WAL")
+    holder.execute("CREATE TABLE IF NOT EXISTS x (y)")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        gw = mailpipe_factory({"queue": {"sqlite": {"path": str(db), "busy_timeout": "1s"}},
+                               "chain": [{"smarthost": {"server": "127.0.0.1", "port": 9, "tls": "none"}}]})
+        with pytest.raises(AssertionError) as failed:
+            gw.start(timeout=20)
+        assert gw.proc.returncode == 1
+        assert f"error: queue {db} is locked by another process" in str(failed.value)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
