@@ -8,10 +8,12 @@ and offers an auth socket that a private Postfix uses for SMTP AUTH.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,12 +21,24 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .certs import TestPKI
-from .net import PeerError, free_ports, make_traversable, port_accepts, tail, terminate_pid, wait_until
+from .net import (
+    PeerError,
+    free_ports,
+    make_traversable,
+    port_accepts,
+    process_start_ticks,
+    read_pid_file,
+    tail,
+    terminate_group,
+    wait_until,
+)
 
 MAIL_USER = "nobody"
 MAIL_GROUP = "nogroup"
 MAIL_UID = 65534
 MAIL_GID = 65534
+# Dovecot makes sockets such as base_dir/anvil-auth-penalty and base_dir/login/pop3.
+_MAX_BASE_DIR = 107 - 30
 LOG_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 _LOGIN_RE = re.compile(
@@ -91,12 +105,17 @@ class DovecotPeer:
         self.start_timeout = start_timeout
         self.config_file = self.workdir / "dovecot.conf"
         self.base_dir = self.workdir / "run"
+        self._temp_base_dir = len(str(self.base_dir)) > _MAX_BASE_DIR
+        if self._temp_base_dir:
+            # Unix socket paths are limited to 107 bytes: use a short runtime dir instead.
+            self.base_dir = Path(tempfile.mkdtemp(prefix="dovecot-run-", dir="/tmp"))
         self.state_dir = self.workdir / "state"
         self.mail_dir = self.workdir / "mail"
         self.passwd_file = self.workdir / "users.passwd"
         self.log_file = self.workdir / "dovecot.log"
         self.startup_seconds: float | None = None
         self._pid: int | None = None
+        self._pid_ticks: int | None = None
 
     # -- public API ---------------------------------------------------------
 
@@ -112,6 +131,8 @@ class DovecotPeer:
 
     def start(self) -> DovecotPeer:
         """Write the configuration, start Dovecot and wait until both POP3 ports accept."""
+        if self._pid is not None:
+            raise PeerError(f"{type(self).__name__} in {self.workdir} is already running")
         began = time.monotonic()
         self._write_config()
         # Not a pipe: the daemonised master keeps its stdout/stderr open.
@@ -127,13 +148,12 @@ class DovecotPeer:
             )
         if proc.returncode != 0:
             raise PeerError(
-                f"dovecot -c {self.config_file} failed ({proc.returncode}):\n{tail(startup_out)}\n"
-                f"{self._log_tail()}"
+                f"dovecot -c {self.config_file} failed ({proc.returncode}):\n{tail(startup_out)}\n{self._log_tail()}"
             )
         pid_file = self.base_dir / "master.pid"
         try:
-            wait_until(pid_file.exists, self.start_timeout, f"{pid_file}", self._log_tail)
-            self._pid = int(pid_file.read_text().split()[0])
+            self._pid = read_pid_file(pid_file, self.start_timeout, self._log_tail)
+            self._pid_ticks = process_start_ticks(self._pid)
             _running.add(self)
             for port in (self.pop3_port, self.pop3s_port):
                 wait_until(
@@ -144,6 +164,10 @@ class DovecotPeer:
                 )
             wait_until(self.auth_socket.exists, self.start_timeout, f"{self.auth_socket}", self._log_tail)
         except BaseException:
+            if self._pid is None:  # started, but the pid was not seen in time: still stop it
+                with contextlib.suppress(PeerError):
+                    self._pid = read_pid_file(pid_file, 1.0)
+                    self._pid_ticks = process_start_ticks(self._pid)
             self.stop()
             raise
         self.startup_seconds = time.monotonic() - began
@@ -154,12 +178,14 @@ class DovecotPeer:
         pid, self._pid = self._pid, None
         _running.discard(self)
         if pid is not None:
-            terminate_pid(pid)
+            terminate_group(pid, start_ticks=self._pid_ticks)
             wait_until(
                 lambda: not any(port_accepts(self.host, p) for p in (self.pop3_port, self.pop3s_port)),
                 10,
                 f"Dovecot listeners on {self.host} to close",
             )
+        if self._temp_base_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def __enter__(self) -> DovecotPeer:
         return self.start()

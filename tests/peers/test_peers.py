@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import poplib
 import smtplib
 import ssl
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import dns.exception
 import dns.message
@@ -16,12 +19,16 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from .certs import TestPKI
-from .dnsmasq import DnsmasqPeer
-from .dovecot import DovecotPeer
-from .fixtures import PEER_USERS, DnsmasqFactory
-from .net import pid_alive, port_accepts
+from .fixtures import PEER_USERS, POSTFIX_HOST
+from .net import make_traversable, pid_alive, port_accepts
 from .postfix import PostfixPeer
+from .sink import RecordingSink
+
+if TYPE_CHECKING:  # not at run time: pytest would try to collect the class "TestPKI"
+    from .certs import TestPKI
+    from .dnsmasq import DnsmasqPeer
+    from .dovecot import DovecotPeer
+    from .fixtures import DnsmasqFactory
 
 # -- Postfix smarthost --------------------------------------------------------
 
@@ -126,6 +133,30 @@ def test_postfix_offers_auth_only_after_tls(postfix_isp: PostfixPeer, pki: TestP
         assert smtp.has_extn("auth")
 
 
+def test_postfix_flush_delivers_deferred_mail(
+    tmp_path_factory: pytest.TempPathFactory, pki: TestPKI, dovecot_peer: DovecotPeer
+) -> None:
+    sink = RecordingSink("127.0.0.1")  # not listening yet: the relay attempt is deferred
+    workdir = tmp_path_factory.mktemp("postfix")
+    make_traversable(workdir)
+    slow_retry = {"queue_run_delay": "300s", "minimal_backoff_time": "300s", "maximal_backoff_time": "300s"}
+    with PostfixPeer(
+        workdir, pki, sasl_path=dovecot_peer.auth_socket, sink=sink, host=POSTFIX_HOST, extra_main=slow_retry
+    ) as postfix:
+        ctx = ssl.create_default_context(cafile=str(pki.ca_file))
+        with smtplib.SMTP_SSL(postfix.host, postfix.smtps_port, context=ctx, timeout=10) as smtp:
+            smtp.login("bob", PEER_USERS["bob"])
+            smtp.sendmail("bob@client.example", ["far@remote.example"], b"Subject: later\r\n\r\nbody\r\n")
+        postfix.wait_for_log(r"status=deferred")
+        assert "far@remote.example" in postfix.queue()
+        with sink:
+            postfix.flush()
+            (msg,) = sink.wait_for(1, timeout=15)
+        assert msg.rcpt_tos == ["far@remote.example"]
+        assert b"(Authenticated sender: bob)" in msg.data
+        postfix.wait_for_log(r"status=sent")
+
+
 def test_postfix_stops_cleanly(postfix_isp: PostfixPeer) -> None:
     pid = int((postfix_isp.queue_dir / "pid" / "master.pid").read_text().split()[0])
     postfix_isp.stop()
@@ -137,7 +168,21 @@ def test_postfix_stops_cleanly(postfix_isp: PostfixPeer) -> None:
 # -- Dovecot POP3 -------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def dovecot_log_on_error(peer: DovecotPeer) -> Iterator[None]:
+    """Turn an unexpected POP3 error into a failure that shows Dovecot's log."""
+    try:
+        yield
+    except poplib.error_proto as exc:
+        raise AssertionError(f"POP3 error {exc!r}; Dovecot log:\n{peer.log_text()[-6000:]}") from exc
+
+
 def test_dovecot_pop3_logins(dovecot_peer: DovecotPeer, pki: TestPKI) -> None:
+    with dovecot_log_on_error(dovecot_peer):
+        check_pop3_logins(dovecot_peer, pki)
+
+
+def check_pop3_logins(dovecot_peer: DovecotPeer, pki: TestPKI) -> None:
     ctx = ssl.create_default_context(cafile=str(pki.ca_file))
     dovecot_peer.add_message("alice", b"Subject: hello\r\n\r\nbody\r\n")
     before = datetime.now()
@@ -182,6 +227,11 @@ def test_dovecot_pop3_logins(dovecot_peer: DovecotPeer, pki: TestPKI) -> None:
 
 
 def test_dovecot_wrong_password_has_no_penalty(dovecot_peer: DovecotPeer) -> None:
+    with dovecot_log_on_error(dovecot_peer):
+        check_no_penalty(dovecot_peer)
+
+
+def check_no_penalty(dovecot_peer: DovecotPeer) -> None:
     pop = poplib.POP3(dovecot_peer.host, dovecot_peer.pop3_port, timeout=10)
     pop.user("alice")
     with pytest.raises(poplib.error_proto):
