@@ -52,9 +52,19 @@ def _load(ctx: click.Context) -> LoadedConfig:
         raise  # unreachable
 
 
-def _run(coro: Awaitable[T]) -> T:
+def _run(coro: Awaitable[T], *, fast_loop: bool = False) -> T:
+    """Run a coroutine; ``fast_loop`` uses uvloop when it is installed (``pipeline serve``)."""
+    loop_factory = None
+    if fast_loop:
+        try:
+            import uvloop
+
+            loop_factory = uvloop.new_event_loop
+        except ImportError:
+            pass
     try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(coro)  # type: ignore[arg-type]
     except (ConfigError, QueueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2 if isinstance(exc, ConfigError) else 1)
@@ -104,7 +114,7 @@ def serve(ctx: click.Context) -> None:
     )
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command chatter
     gw = Gateway(config)
-    _run(gw.run())
+    _run(gw.run(), fast_loop=True)
 
 
 @main.command()

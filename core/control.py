@@ -35,11 +35,15 @@ async def listen(state_dir: Path, on_run: Callable[[], None]) -> asyncio.Datagra
     path = socket_path(state_dir)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
+        sock.bind(str(path))
+        sock.setblocking(False)
         transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-            lambda: _Protocol(on_run), local_addr=str(path), family=socket.AF_UNIX
+            lambda: _Protocol(on_run), sock=sock
         )
-    except OSError as exc:
+    except (OSError, TypeError, ValueError) as exc:
+        sock.close()
         log.warning("control socket %s unavailable (%s): `pipeline queue retry` will not wake this server",
                     path, exc)
         return None

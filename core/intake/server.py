@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +21,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("mailpipe.intake")
 
 
+# A plain <dot-atom@domain> path, the case of nearly every MAIL and RCPT: parsed without the email
+# package's full RFC 5322 parser (a measurable share of intake CPU). Anything else takes aiosmtpd's path.
+_SIMPLE_PATH = re.compile(r"<([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+                          r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)>")
+
+
 class GatewaySMTP(SMTP):
-    """aiosmtpd's SMTP protocol with a connection limit answered with 421."""
+    """aiosmtpd's SMTP protocol with a connection limit answered with 421 and a fast address parser."""
 
     def __init__(self, handler: IntakeHandler, *, intake: Intake, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
@@ -40,6 +47,8 @@ class GatewaySMTP(SMTP):
                 return
             self._counted = True
             self._intake.active += 1
+            peer = transport.get_extra_info("peername")
+            self._intake.gateway.sessions.incoming(self, str(peer[0]) if peer else "?", self.event_handler.listener)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -48,7 +57,20 @@ class GatewaySMTP(SMTP):
         if self._counted:
             self._counted = False
             self._intake.active -= 1
+            self._intake.gateway.sessions.closed(self)
         super().connection_lost(error)
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        """Keep the live session table (``core.sessions``) at the SMTP command being handled."""
+        helo = {"helo": str(args[0])} if command in ("HELO", "EHLO") and args else {}
+        self._intake.gateway.sessions.update(self, state=command.lower(), **helo)
+        return await super()._call_handler_hook(command, *args)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        m = _SIMPLE_PATH.match(arg.lstrip())
+        if m is None or len(m.group(1).partition("@")[0]) > self.local_part_limit > 0:
+            return super()._getaddr(arg)
+        return m.group(1), arg.lstrip()[m.end():].lstrip()
 
     def eof_received(self) -> bool | None:
         if self._refused:

@@ -26,6 +26,7 @@ from .schema import create_schema
 from .worker import DbWorker
 
 ACTIVE = "('pending', 'deferred')"
+INLINE_BODY_LIMIT = 256 * 1024
 LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -63,6 +64,8 @@ class SqliteQueue(QueueBackend):
         self.busy_timeout = busy_timeout
         self.history_seconds = history_days * 86400.0
         self._worker: DbWorker | None = None
+        self._finished: set[str] = set()  # ended by record(): release() has nothing to do
+        self._stored_attributes: dict[str, str] = {}  # as claimed, so record() rewrites them only if changed
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -91,11 +94,11 @@ class SqliteQueue(QueueBackend):
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from exc
 
-    async def _run(self, fn: Any, *, write: bool = False) -> Any:
+    async def _run(self, fn: Any, *, write: bool = False, durable: bool = True) -> Any:
         if self._worker is None:
             raise QueueError("queue is not open")
         try:
-            return await self._worker.submit(fn, write=write)
+            return await self._worker.submit(fn, write=write, durable=durable)
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from exc
 
@@ -166,12 +169,25 @@ class SqliteQueue(QueueBackend):
                     "SELECT id, sender, created, size, mail_options, attributes FROM messages "
                     "WHERE id = ?", (mid,)
                 ).fetchone()
-                claimed.append(self._message(row, recips))
+                message = self._message(row, recips)
+                self._stored_attributes[mid] = row[5] or "{}"
+                if message.size <= INLINE_BODY_LIMIT:
+                    # Small bodies come with the claim: one job less per delivery. Larger ones are
+                    # read when the deliver step asks, so memory stays bounded by concurrency x limit.
+                    body = conn.execute("SELECT data FROM bodies WHERE message_id = ?", (mid,)).fetchone()
+                    if body is not None:
+                        message._data = bytes(body[0])
+                claimed.append(message)
             return claimed
 
-        return await self._run(job, write=True)
+        return await self._run(job, write=True, durable=False)
 
     async def release(self, message_id: str, owner: str) -> None:
+        self._stored_attributes.pop(message_id, None)
+        if message_id in self._finished:  # record() ended the message and its lease in one go
+            self._finished.discard(message_id)
+            return
+
         def job(conn: sqlite3.Connection) -> None:
             row = conn.execute("SELECT lease_until FROM messages WHERE id = ? AND lease_owner = ?",
                                (message_id, owner)).fetchone()
@@ -187,7 +203,7 @@ class SqliteQueue(QueueBackend):
             conn.execute("UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE id = ?",
                          (message_id,))
 
-        await self._run(job, write=True)
+        await self._run(job, write=True, durable=False)
 
     async def recover(self, owner: str) -> int:
         def job(conn: sqlite3.Connection) -> int:
@@ -207,7 +223,7 @@ class SqliteQueue(QueueBackend):
                 count += 1
             return count
 
-        return await self._run(job, write=True)
+        return await self._run(job, write=True, durable=False)
 
     async def record(
         self, message: Message, results: list[RecipientResult], decisions: dict[str, Decision], now: float,
@@ -248,8 +264,10 @@ class SqliteQueue(QueueBackend):
                     (state.value, next_attempt if next_attempt is not None else 0.0, str(reply), now,
                      rcpt.id),
                 )
-            conn.execute("UPDATE messages SET attributes = ? WHERE id = ?",
-                         (json.dumps(message.attributes, default=str), message.id))
+            attributes = json.dumps(message.attributes, default=str)
+            if attributes != self._stored_attributes.get(message.id):
+                conn.execute("UPDATE messages SET attributes = ? WHERE id = ?", (attributes, message.id))
+                self._stored_attributes[message.id] = attributes
             for new, data in new_messages or []:
                 _insert(conn, new, data)
             active = conn.execute(
@@ -262,6 +280,7 @@ class SqliteQueue(QueueBackend):
                              "WHERE id = ?",
                              (now, message.id))
                 conn.execute("DELETE FROM bodies WHERE message_id = ?", (message.id,))
+                self._finished.add(message.id)
 
         await self._run(job, write=True)
 
@@ -466,7 +485,7 @@ class SqliteQueue(QueueBackend):
             out["messages"] = len(old)
             return out
 
-        return await self._run(job, write=True)
+        return await self._run(job, write=True, durable=False)
 
 
 def _attempts(conn: sqlite3.Connection, where: str, params: list[Any], limit: int) -> list[Attempt]:

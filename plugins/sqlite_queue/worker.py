@@ -30,6 +30,7 @@ class _Work:
     write: bool
     future: asyncio.Future[Any] | None
     loop: asyncio.AbstractEventLoop | None
+    durable: bool = True
 
 
 _STOP = object()
@@ -46,6 +47,7 @@ class DbWorker:
         self._start_error: BaseException | None = None
         self.commits = 0
         self.committed_jobs = 0
+        self._synchronous_full = True  # the connection is opened with synchronous=FULL
 
     def start(self) -> None:
         self._thread.start()
@@ -58,16 +60,23 @@ class DbWorker:
             self._jobs.put(_STOP)
             self._thread.join()
 
-    def submit(self, fn: Job, *, write: bool) -> asyncio.Future[Any]:
-        """Queue a job; the returned future resolves in the caller's loop."""
+    def submit(self, fn: Job, *, write: bool, durable: bool = True) -> asyncio.Future[Any]:
+        """Queue a job; the returned future resolves in the caller's loop.
+
+        A ``durable`` write is on stable storage when the future resolves (its
+        group is committed with ``synchronous=FULL``: one fsync for the group).
+        A non-durable write survives a crash of the process but maybe not a power
+        loss; it is for bookkeeping that start-up recovery rebuilds anyway
+        (leases, events). A group with any durable job is committed durably.
+        """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._jobs.put(_Work(fn, write, fut, loop))
+        self._jobs.put(_Work(fn, write, fut, loop, durable))
         return fut
 
     def submit_nowait(self, fn: Job) -> None:
-        """Queue a write whose result nobody waits for (events); errors are logged."""
-        self._jobs.put(_Work(fn, True, None, None))
+        """Queue a non-durable write whose result nobody waits for (events); errors are logged."""
+        self._jobs.put(_Work(fn, True, None, None, False))
 
     def _run(self) -> None:
         try:
@@ -112,7 +121,11 @@ class DbWorker:
 
     def _commit_group(self, conn: sqlite3.Connection, group: list[_Work]) -> None:
         outcomes: list[tuple[Any, BaseException | None]] = []
+        durable = any(work.durable for work in group)
         try:
+            if durable != self._synchronous_full:
+                conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+                self._synchronous_full = durable
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             for work in group:
