@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import control
 from .chain import Chain
@@ -23,6 +23,10 @@ from .message import Decision, Message, RecipientResult
 from .plugin import PluginContext
 from .queue import QueueBackend
 from .scheduler import Scheduler
+from .sessions import Sessions
+
+if TYPE_CHECKING:
+    from .reload import ReloadResult
 
 log = logging.getLogger("mailpipe.gateway")
 
@@ -35,7 +39,8 @@ class Gateway:
         self.settings = config.settings
         self.clock = clock or SystemClock()
         self.events = Events(self.clock)
-        self.context = PluginContext(self.settings, config.base_dir, self.clock, self.events)
+        self.context = PluginContext(self.settings, config.base_dir, self.clock, self.events, gateway=self)
+        self.sessions = Sessions(self.clock)
         self.queue_plugin = config.queue.cls(config.queue.options, self.context)
         self.plugins = [spec.cls(spec.options, self.context, instance_name=spec.name) for spec in config.chain]
         self.chain = Chain(self.plugins)
@@ -107,11 +112,23 @@ class Gateway:
     def request_stop(self) -> None:
         self._stop.set()
 
+    async def reload(self, config: LoadedConfig | None = None) -> ReloadResult:
+        """Apply a new configuration (default: the config file again) without dropping mail; see ``reload.py``."""
+        from .reload import reload
+
+        return await reload(self, config)
+
+    def _reload_on_signal(self) -> None:
+        from .reload import reload_logged
+
+        asyncio.ensure_future(reload_logged(self))
+
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         await self.start()
         try:
             await self._stop.wait()

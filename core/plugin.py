@@ -13,6 +13,7 @@ from .clock import Clock, SystemClock
 
 if TYPE_CHECKING:
     from .events import Events
+    from .gateway import Gateway
     from .queue import QueueBackend
     from .settings import Settings
 
@@ -28,6 +29,8 @@ class PluginContext:
     """What every plugin instance gets: settings, clock, events, queue, paths.
 
     ``queue`` is set once the queue backend is open (before ``startup``).
+    ``gateway`` is the running gateway, for administration plugins (console,
+    alerts, metrics): its scheduler, live sessions and ``reload()``.
     """
 
     settings: Settings
@@ -35,6 +38,7 @@ class PluginContext:
     clock: Clock = field(default_factory=SystemClock)
     events: Events | None = None
     queue: QueueBackend | None = None
+    gateway: Gateway | None = None
 
     def resolve_path(self, path: str | Path) -> Path:
         """A config path made absolute: relative paths are relative to the config file's folder."""

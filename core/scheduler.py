@@ -276,7 +276,8 @@ class Scheduler:
                                 level="warning", message=message.id)
             failures += failed(unrouted, Reply(451, "4.4.0", "no route for this recipient"))
         for route in routes:
-            results = await self.deliver_route(message, route)
+            with self.gw.sessions.outgoing(message.id, route):
+                results = await self.deliver_route(message, route)
             delivered = [r for r in results if not r.failed]
             if delivered:
                 await self.record(message, delivered)
@@ -341,7 +342,7 @@ class Scheduler:
             self.gw.events.emit(
                 kind, f"{message.id}: <{r.recipient}> {r.outcome.value} via {r.route}: {r.reply}",
                 level=level, store=level != "info", message=message.id, recipient=r.recipient,
-                remote=r.remote_host,
+                remote=r.remote_host, route=r.route, duration=r.duration, queued_for=now - message.created,
             )
         if expired:
             self.gw.events.emit(

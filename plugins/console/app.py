@@ -1,0 +1,383 @@
+"""The console's Starlette application: login, Queues, Message Log, Event Log, Sessions, Statistics,
+Outgoing Mail. Server-rendered Jinja2 pages; one small static script refreshes the live parts.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from mailpipe.core.dsn import human_duration
+from mailpipe.core.durations import parse_duration
+
+from . import charts
+from .outgoing import FIELDS, ConfigEditor, SaveError, form_values, plugin_options
+from .security import LoginThrottle, SessionStore, csrf_ok, verify_password
+from .yamlfile import digest
+
+if TYPE_CHECKING:
+    from mailpipe.core.gateway import Gateway
+
+    from . import ConsolePlugin
+
+HERE = Path(__file__).parent
+COOKIE = "mailpipe_console"
+STATES = ["pending", "deferred", "held"]
+OUTCOMES = ["delivered", "deferred", "bounced", "expired", "dropped", "temporary", "permanent"]
+LEVELS = ["debug", "info", "warning", "error"]
+SERIES = ["delivered", "deferred", "bounced", "expired"]
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def ts(t: float | None) -> str:
+    """Unix time as the console shows it (UTC)."""
+    if not t:
+        return "-"
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class Console:
+    """The web console of one console plugin instance."""
+
+    def __init__(self, plugin: ConsolePlugin) -> None:
+        self.plugin = plugin
+        self.options = plugin.opts
+        self.store = SessionStore(self.options.session_timeout)
+        self.throttle = LoginThrottle(self.options.login_attempts, self.options.login_pause)
+        self.users = {u.username: u.password_hash for u in self.options.users}
+        self.samples: deque[tuple[float, int, float]] = deque(maxlen=24 * 60)
+        self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+        self.env.filters["ts"] = ts
+        self.env.filters["ago"] = lambda t: human_duration(max(0.0, self.now() - t)) if t else "-"
+        self.app = Starlette(routes=self.routes())
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    @property
+    def gw(self) -> Gateway:
+        gw = self.plugin.context.gateway
+        if gw is None:
+            raise RuntimeError("the console runs only inside `pipeline serve`")
+        return gw
+
+    def now(self) -> float:
+        return self.plugin.context.clock.now()
+
+    def editor(self) -> ConfigEditor | None:
+        source = Path(self.gw.config.source)
+        return ConfigEditor(source, lambda _path: self.gw.reload()) if source.is_file() else None
+
+    def secure(self, request: Request) -> bool:
+        if self.options.secure_cookies == "auto":
+            return request.url.scheme == "https"
+        return bool(self.options.secure_cookies)
+
+    def render(self, request: Request, template: str, session: Any = None, status: int = 200,
+               **ctx: Any) -> HTMLResponse:
+        flash = session.flash if session is not None else None
+        if session is not None:
+            session.flash = None
+        html = self.env.get_template(template).render(
+            request=request, session=session, user=getattr(session, "user", None), flash=flash,
+            csrf=getattr(session, "csrf", ""), hostname=self.gw.settings.hostname, path=request.url.path, **ctx,
+        )
+        response = HTMLResponse(html, status_code=status, headers=HEADERS)
+        if session is not None:
+            self.set_cookie(request, response, session.id)
+        return response
+
+    def set_cookie(self, request: Request, response: Response, sid: str) -> None:
+        response.set_cookie(COOKIE, sid, httponly=True, samesite="strict", secure=self.secure(request), path="/",
+                            max_age=int(self.options.session_timeout))
+
+    def redirect(self, url: str) -> RedirectResponse:
+        return RedirectResponse(url, status_code=303, headers=HEADERS)
+
+    def page(self, handler: Callable[[Request, Any], Awaitable[Response]], post: bool = False) -> Handler:
+        """Wrap a handler: a login is needed; a POST must carry the session's CSRF token."""
+
+        async def wrapped(request: Request) -> Response:
+            session = self.store.get(request.cookies.get(COOKIE))
+            if session is None or session.user is None:
+                if request.method == "GET" and not request.url.path.endswith("/live"):
+                    return self.redirect("/login")
+                return Response("login needed", status_code=401, headers=HEADERS)
+            if post:
+                form = await request.form()
+                if not csrf_ok(session, form.get("csrf")):
+                    return Response("invalid or missing CSRF token", status_code=403, headers=HEADERS)
+            return await handler(request, session)
+
+        return wrapped
+
+    def routes(self) -> list[Route | Mount]:
+        p = self.page
+        return [
+            Route("/", p(self.home)),
+            Route("/login", self.login_form, methods=["GET"]),
+            Route("/login", self.login, methods=["POST"]),
+            Route("/logout", p(self.logout, post=True), methods=["POST"]),
+            Route("/queues", p(self.queues)),
+            Route("/queues/retry-all", p(self.retry_all, post=True), methods=["POST"]),
+            Route("/queues/{message_id}", p(self.message)),
+            Route("/queues/{message_id}/{action}", p(self.message_action, post=True), methods=["POST"]),
+            Route("/log", p(self.message_log)),
+            Route("/events", p(self.event_log)),
+            Route("/sessions", p(self.sessions)),
+            Route("/sessions/live", p(self.sessions_live)),
+            Route("/stats", p(self.stats)),
+            Route("/outgoing", p(self.outgoing)),
+            Route("/outgoing/save", p(self.outgoing_save, post=True), methods=["POST"]),
+            Route("/outgoing/undo", p(self.outgoing_undo, post=True), methods=["POST"]),
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ]
+
+    # -- login -------------------------------------------------------------------------------
+
+    async def home(self, request: Request, session: Any) -> Response:
+        return self.redirect("/queues")
+
+    async def login_form(self, request: Request) -> Response:
+        session = self.store.get(request.cookies.get(COOKIE))
+        if session is not None and session.user is not None:
+            return self.redirect("/queues")
+        return self.render(request, "login.html", session or self.store.new())
+
+    async def login(self, request: Request) -> Response:
+        session = self.store.get(request.cookies.get(COOKIE))
+        form = await request.form()
+        if not csrf_ok(session, form.get("csrf")):
+            return self.render(request, "login.html", self.store.new(), status=403,
+                               error="The login form expired; please try again.")
+        username, password = str(form.get("username", "")), str(form.get("password", ""))
+        client = request.client.host if request.client else "?"
+        keys = (f"user:{username}", f"addr:{client}")
+        if self.throttle.blocked(*keys):
+            self.plugin.log.warning("console login refused for %r from %s: too many failures", username, client)
+            return self.render(request, "login.html", session, status=429,
+                               error="Too many failed logins; try again later.")
+        if not await verify_password(self.users.get(username), password):
+            self.throttle.failed(*keys)
+            self.plugin.log.warning("console login failed for %r from %s", username, client)
+            return self.render(request, "login.html", session, status=401, error="Wrong user name or password.",
+                               username=username)
+        self.throttle.succeeded(*keys)
+        self.store.drop(session.id)
+        fresh = self.store.new(username)
+        self.plugin.log.info("console login: %s from %s", username, client)
+        response = self.redirect("/queues")
+        self.set_cookie(request, response, fresh.id)
+        return response
+
+    async def logout(self, request: Request, session: Any) -> Response:
+        self.store.drop(session.id)
+        response = self.redirect("/login")
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    # -- queues ------------------------------------------------------------------------------
+
+    async def queues(self, request: Request, session: Any) -> Response:
+        state = request.query_params.get("state") or None
+        state = state if state in STATES else None
+        q = (request.query_params.get("q") or "").strip().lower()
+        rows = await self.gw.queue.list(state=state, limit=1000)
+        if q:
+            kept = []
+            for row in rows:
+                hay = f"{row.id} {row.sender}".lower()
+                if q not in hay:
+                    detail = await self.gw.queue.get(row.id)
+                    hay += " ".join(r.address.lower() for r in detail.message.recipients) if detail else ""
+                if q in hay:
+                    kept.append(row)
+            rows = kept
+        return self.render(request, "queues.html", session, rows=rows, state=state or "", q=q, states=STATES)
+
+    async def message(self, request: Request, session: Any) -> Response:
+        detail = await self.gw.queue.get(request.path_params["message_id"])
+        if detail is None:
+            return self.render(request, "notfound.html", session, status=404,
+                               what=f"message {request.path_params['message_id']}")
+        return self.render(request, "message.html", session, d=detail, m=detail.message)
+
+    async def message_action(self, request: Request, session: Any) -> Response:
+        mid, action = request.path_params["message_id"], request.path_params["action"]
+        queue, now = self.gw.queue, self.now()
+        if action == "retry":
+            n = await queue.retry_now([mid], now)
+        elif action == "hold":
+            n = await queue.hold([mid])
+        elif action == "release":
+            n = await queue.release_hold([mid], now)
+        elif action == "delete":
+            n = await queue.delete([mid])
+        else:
+            return Response("unknown action", status_code=404, headers=HEADERS)
+        if action in ("retry", "release"):
+            self.gw.scheduler.wake(force=True)
+        self.plugin.log.info("console: %s %s by %s (%d)", action, mid, session.user, n)
+        self.gw.events.emit(f"console.{action}", f"{mid}: {action} by console user {session.user}",
+                            message=mid, user=session.user)
+        session.flash = f"{action}: {mid}: {n} recipient(s)" if action != "delete" else f"deleted {mid}"
+        return self.redirect("/queues" if action == "delete" else f"/queues/{mid}")
+
+    async def retry_all(self, request: Request, session: Any) -> Response:
+        n = await self.gw.queue.retry_now(None, self.now())
+        self.gw.scheduler.wake(force=True)
+        session.flash = f"retry now: {n} recipient(s) due"
+        return self.redirect("/queues")
+
+    # -- logs --------------------------------------------------------------------------------
+
+    def _since(self, text: str) -> float | None:
+        if not text:
+            return None
+        try:
+            return self.now() - parse_duration(text)
+        except ValueError:
+            pass
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+    async def message_log(self, request: Request, session: Any) -> Response:
+        qp = request.query_params
+        f = {k: (qp.get(k) or "").strip() for k in ("sender", "recipient", "since", "until", "outcome", "message")}
+        since, until = self._since(f["since"]), self._since(f["until"])
+        rows = await self.gw.queue.attempts(
+            limit=500, sender=f["sender"] or None, recipient=f["recipient"] or None, since=since,
+            outcome=f["outcome"] if f["outcome"] in OUTCOMES else None, message=f["message"] or None,
+        )
+        if until is not None:
+            rows = [a for a in rows if a.time <= until]
+        bad = [k for k in ("since", "until") if f[k] and self._since(f[k]) is None]
+        return self.render(request, "log.html", session, rows=list(reversed(rows)), f=f, outcomes=OUTCOMES,
+                           bad=bad)
+
+    async def event_log(self, request: Request, session: Any) -> Response:
+        kind = (request.query_params.get("kind") or "").strip()
+        level = request.query_params.get("level") or ""
+        since = self._since(request.query_params.get("since") or "")
+        events = await self.gw.queue.events(since=since, limit=500, kind=kind or None,
+                                            level=level if level in LEVELS else None)
+        return self.render(request, "events.html", session, events=list(reversed(events)), kind=kind,
+                           level=level, levels=LEVELS, since=request.query_params.get("since") or "")
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    async def sessions(self, request: Request, session: Any) -> Response:
+        return self.render(request, "sessions.html", session, live=self.gw.sessions.snapshot(),
+                           refresh_ms=int(self.options.refresh * 1000))
+
+    async def sessions_live(self, request: Request, session: Any) -> Response:
+        html = self.env.get_template("_sessions.html").render(live=self.gw.sessions.snapshot())
+        return HTMLResponse(html, headers=HEADERS)
+
+    # -- statistics --------------------------------------------------------------------------
+
+    async def sample(self) -> None:
+        """Remember the queue depth and the oldest message's age now (for the depth chart)."""
+        now = self.now()
+        st = await self.gw.queue.stats(since=now, now=now)
+        self.samples.append((now, st.queue_depth, (now - st.oldest) if st.oldest else 0.0))
+
+    async def stats(self, request: Request, session: Any) -> Response:
+        now = self.now()
+        await self.sample()
+        hour = 3600.0
+        start = (now // hour - 23) * hour
+        labels: list[str] = []
+        series: dict[str, list[int]] = {name: [] for name in SERIES}
+        for i in range(24):
+            since = start + i * hour
+            st = await self.gw.queue.stats(since=since, now=min(now, since + hour - 0.001))
+            labels.append(datetime.fromtimestamp(since, UTC).strftime("%H:00"))
+            for name in SERIES:
+                series[name].append(int(st.outcomes.get(name, 0)))
+        day = await self.gw.queue.stats(since=now - 24 * hour, now=now)
+        samples = list(self.samples)[-120:]
+        depth = [(datetime.fromtimestamp(t, UTC).strftime("%H:%M"), float(d)) for t, d, _ in samples]
+        age = [(datetime.fromtimestamp(t, UTC).strftime("%H:%M"), a / 60) for t, _, a in samples]
+        return self.render(
+            request, "stats.html", session, day=day, now=now,
+            per_hour=charts.bars("Recipients per hour (UTC), last 24 hours", labels, series),
+            depth=charts.line("Queue depth (messages)", depth, name="depth"),
+            age=charts.line("Oldest message (minutes)", age, name="age", unit="m"),
+            totals={name: sum(values) for name, values in series.items()},
+        )
+
+    # -- outgoing mail -----------------------------------------------------------------------
+
+    async def outgoing(self, request: Request, session: Any, errors: dict[str, str] | None = None,
+                       values: dict[str, str] | None = None, status: int = 200) -> Response:
+        editor = self.editor()
+        if editor is None:
+            return self.render(request, "notfound.html", session, status=404,
+                               what="a configuration file (this server runs the embedded default)")
+        text, rt = editor.read()
+        shown = values or form_values(rt.doc)
+        shown["password"] = ""
+        has_password = bool((plugin_options(rt.doc, "smarthost").get("auth") or {}).get("password"))
+        return self.render(request, "outgoing.html", session, status=status, fields=FIELDS, values=shown,
+                           errors=errors or {}, version=digest(text), source=editor.path,
+                           can_undo=bool(editor.undo_stack), has_password=has_password)
+
+    async def outgoing_save(self, request: Request, session: Any) -> Response:
+        editor = self.editor()
+        if editor is None:
+            return self.redirect("/outgoing")
+        form = dict(await request.form())
+        try:
+            changed = await editor.save(form)
+        except SaveError as exc:
+            values = {k: str(v) for k, v in form.items() if k not in ("csrf", "version", "password")}
+            for f in FIELDS:
+                if f.kind == "checkbox":
+                    values[f.name] = "true" if form.get(f.name) in ("on", "true", "1") else "false"
+            return await self.outgoing(request, session, errors=exc.errors, values=values, status=422)
+        who = session.user
+        if changed:
+            self.plugin.log.info("console: %s saved Outgoing Mail (%s)", who, ", ".join(changed))
+            self.gw.events.emit("console.saved", f"Outgoing Mail saved by {who}: {', '.join(changed)}",
+                                user=who, fields=changed)
+            session.flash = f"Saved and applied: {', '.join(changed)}."
+        else:
+            session.flash = "Nothing changed."
+        return self.redirect("/outgoing")
+
+    async def outgoing_undo(self, request: Request, session: Any) -> Response:
+        editor = self.editor()
+        if editor is None:
+            return self.redirect("/outgoing")
+        try:
+            done = await editor.undo()
+        except SaveError as exc:
+            session.flash = "Undo failed: " + "; ".join(exc.errors.values())
+            return self.redirect("/outgoing")
+        if done:
+            self.gw.events.emit("console.undo", f"Outgoing Mail: last save undone by {session.user}",
+                                user=session.user)
+        session.flash = "Undone: the previously saved settings are back in effect." if done else "Nothing to undo."
+        return self.redirect("/outgoing")
+

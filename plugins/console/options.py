@@ -1,0 +1,56 @@
+"""Options of the ``console`` plugin: where the web console listens and who may log in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from mailpipe.core.settings import Duration, RelayUser, Strict, split_host_port
+
+
+class ConsoleUser(RelayUser):
+    """A console login: ``username`` and an argon2 ``password_hash`` (``pipeline hash-password``)."""
+
+
+class ConsoleOptions(Strict):
+    """Options of ``chain: - console: {...}``."""
+
+    listen: str = Field("127.0.0.1:8025", description="host:port of the web console")
+    users: list[ConsoleUser] = Field(min_length=1, description="who may log in")
+    secure_cookies: bool | Literal["auto"] = Field(
+        "auto", description="mark cookies Secure: true, false, or auto (when served over TLS)"
+    )
+    session_timeout: Duration = Field(3600.0, gt=0, description="log out after this long without a request")
+    tls: bool = Field(False, description="serve HTTPS with cert and key")
+    cert: Path | None = None
+    key: Path | None = None
+    login_attempts: int = Field(5, ge=1, description="failed logins per user or address before a pause")
+    login_pause: Duration = Field(300.0, gt=0, description="how long logins are refused after too many failures")
+    refresh: Duration = Field(2.0, gt=0, description="how often the live parts (sessions) refresh")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        split_host_port(value)
+        return value
+
+    @model_validator(mode="after")
+    def _tls(self) -> ConsoleOptions:
+        if self.cert is not None and not self.tls:
+            self.tls = True
+        if self.tls and (self.cert is None or self.key is None):
+            raise ValueError("tls: true needs both cert and key")
+        names = [u.username for u in self.users]
+        if len(set(names)) != len(names):
+            raise ValueError("each console username may appear only once")
+        return self
+
+    @property
+    def host(self) -> str:
+        return split_host_port(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_host_port(self.listen)[1]
