@@ -8,11 +8,12 @@ import re
 import ssl
 from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP
 
 from ..errors import ConfigError
 from ..settings import ListenSpec
 from .auth import RelayAuthenticator
+from .data import read_data
 from .handler import IntakeHandler
 
 if TYPE_CHECKING:
@@ -65,6 +66,34 @@ class GatewaySMTP(SMTP):
         helo = {"helo": str(args[0])} if command in ("HELO", "EHLO") and args else {}
         self._intake.gateway.sessions.update(self, state=command.lower(), **helo)
         return await super()._call_handler_hook(command, *args)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """DATA as aiosmtpd does it, but reading the message in chunks (see ``data.py``)."""
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        result = await read_data(self._reader, size_limit=self.data_size_limit, on_progress=self._reset_timeout)
+        if result is None:  # the client went away in the middle
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if result.content is None:
+            self._set_post_data_state()
+            await self.push(result.error or "451 4.3.0 Error")
+            return
+        self.envelope.content = self.envelope.original_content = result.content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         m = _SIMPLE_PATH.match(arg.lstrip())
