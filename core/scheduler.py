@@ -69,6 +69,7 @@ class Scheduler:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._last_prune: float | None = None
+        self._claim_batch = max(1, self.delivery.concurrency // 4)
 
     # -- control ----------------------------------------------------------------------------
 
@@ -129,11 +130,19 @@ class Scheduler:
             now = self.gw.clock.now()
             try:
                 await self.housekeeping(now)
+                timeout = SAFETY_WAKE
                 if self.may_send(now):
-                    started = await self.run_due(now)
-                    if not started and not self.inflight:
-                        self._run_ended()
-                timeout = await self._sleep_time(now)
+                    free = self.delivery.concurrency - len(self.inflight)
+                    # Claim in batches: under load, a claim per finished delivery would cost the queue
+                    # one job each; waiting until a quarter of the slots is free costs little latency.
+                    if free >= self._claim_batch or not self.inflight:
+                        started = await self.run_due(now)
+                        if started < free:  # nothing more is due now: sleep until the next due time
+                            if not started and not self.inflight:
+                                self._run_ended()
+                            timeout = await self._sleep_time(now)
+                else:
+                    timeout = await self._sleep_time(now)
             except Exception:
                 log.exception("scheduler run failed; trying again in %ss", SAFETY_WAKE)
                 timeout = SAFETY_WAKE
