@@ -95,11 +95,12 @@ def on_failure(message: Message, result: RecipientResult) -> Decision | None:
     """Decide what happens to a recipient whose attempt failed; first answer wins.
 
     Called by the scheduler once per failed recipient after each attempt.
-    Return ``Decision.retry(at)`` to try again at Unix time ``at``,
+    Return ``Decision.retry(at)`` to try again at Unix time ``at`` (with
+    ``warn=True`` the sender also gets one "delayed mail" notice),
     ``Decision.bounce(...)`` to end it as failed or expired (the sender is
     told unless ``notify=False``), or ``Decision.drop()`` to end it silently.
-    When no plugin answers, temporary failures are retried after 15 minutes
-    and permanent failures bounce.
+    When no plugin answers, temporary failures are retried after
+    ``delivery.default_retry`` (15 minutes) and permanent failures bounce.
     """
 
 
