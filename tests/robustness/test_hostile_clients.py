@@ -196,3 +196,25 @@ def test_fuzz_raw_bytes(gateway, chunks):
 def test_server_still_up_after_everything(gateway, sink):
     still_serving(gateway, sink)
     assert "Traceback" not in gateway.log_text()
+
+
+def test_slow_client_trickling_a_command_is_cut_at_the_timeout(gateway, sink):
+    """A slow-loris client (one byte at a time, never finishing a command) does not hold a slot forever."""
+    c = client(gateway)
+    c.sock.settimeout(1)
+    started = time.monotonic()
+    closed = False
+    for _ in range(40):  # bounded: at most 40 bytes over about 20 s; intake.timeout is 2 s
+        try:
+            c.sock.sendall(b"E")
+            if c.sock.recv(4096) == b"":
+                closed = True
+                break
+        except TimeoutError:
+            time.sleep(0.5)  # pacing of the slow client itself, not a wait for the server
+        except OSError:
+            closed = True
+            break
+    assert closed and time.monotonic() - started < 15
+    c.close()
+    still_serving(gateway, sink)
