@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import control
 from .chain import Chain
@@ -155,6 +155,3 @@ class Gateway:
         from . import bounces
 
         return await bounces.notices(self.settings.hostname, message, results, decisions, now)
-
-    def describe(self) -> dict[str, Any]:
-        return {"source": self.config.source, "hooks": self.chain.order()}

@@ -45,8 +45,6 @@ class DbWorker:
         self._thread = threading.Thread(target=self._run, name="mailpipe-sqlite", daemon=True)
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
-        self.commits = 0
-        self.committed_jobs = 0
         self._synchronous_full = True  # the connection is opened with synchronous=FULL
 
     def start(self) -> None:
@@ -145,8 +143,6 @@ class DbWorker:
             outcomes.append((result, error))
         try:
             conn.execute("COMMIT")
-            self.commits += 1
-            self.committed_jobs += len(group)
         except sqlite3.Error as exc:
             try:
                 conn.execute("ROLLBACK")
