@@ -7,8 +7,6 @@ logins) without sleeping, and talk to real servers started by tests/peers.
 
 from __future__ import annotations
 
-import email.policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +19,12 @@ from mailpipe.core.gateway import Gateway
 from mailpipe.core.ids import new_queue_id
 from mailpipe.core.message import Message, Recipient
 from mailpipe.core.queue import MessageDetail
+from tests.core.helpers import make_message as core_message
 
 
 def make_message(subject: str, sender: str, to: str, body: str = "Hello.\n") -> bytes:
-    """A small RFC 5322 message with CRLF line ends."""
-    msg = EmailMessage(policy=email.policy.SMTP)
-    msg["From"] = sender
-    msg["To"] = to
-    msg["Subject"] = subject
-    msg["Message-ID"] = f"<{subject.replace(' ', '.')}@client.test>"
-    msg.set_content(body)
-    return msg.as_bytes()
+    """A small RFC 5322 message with CRLF line ends (the core tests' builder, sender and recipient first)."""
+    return core_message(subject, body, sender=sender, to=to)
 
 
 def smarthost_config(workdir: Path, smarthost: dict[str, Any], **top: Any) -> dict[str, Any]:
