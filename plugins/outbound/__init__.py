@@ -2,6 +2,8 @@
 
 ``tls`` builds client TLS contexts; ``transaction`` runs MAIL/RCPT/DATA on a
 connected client and turns every reply into per-recipient outcomes;
-``connection`` opens a connection (greeting, EHLO, STARTTLS, AUTH) and maps
-failures of those steps to replies.
+``replies`` maps client-side failures to replies; ``connection`` opens a
+smarthost connection (greeting, EHLO, STARTTLS) and maps failures of those
+steps to replies (``direct`` opens its sockets itself, for happy eyeballs, in
+``plugins/direct/session.py``).
 """

@@ -17,36 +17,33 @@ from .replies import reply_for
 
 
 class ConnectFailed(Exception):
-    """A connection could not be set up; ``reply`` says why, ``next_host`` whether another may work."""
+    """A connection could not be set up; ``reply`` says why (the caller may try another server)."""
 
-    def __init__(self, reply: Reply, *, next_host: bool = True) -> None:
+    def __init__(self, reply: Reply) -> None:
         super().__init__(str(reply))
         self.reply = reply
-        self.next_host = next_host
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where to connect and how: host name (for TLS), address, port, TLS mode."""
+    """Where to connect and how: host (name or address, also the name TLS checks), port, TLS mode."""
 
     host: str
     port: int
-    tls: str = "none"  # none | starttls | implicit | opportunistic
-    address: str | None = None
+    tls: str = "none"  # none | starttls | implicit
 
     @property
     def label(self) -> str:
-        shown = self.host if not self.address or self.address == self.host else f"{self.host}[{self.address}]"
-        return f"{shown}:{self.port}"
+        return f"{self.host}:{self.port}"
 
 
 async def open_connection(
     endpoint: Endpoint, *, helo: str, timeout: float, tls_context: ssl.SSLContext | None = None,
 ) -> aiosmtplib.SMTP:
-    """A connected client after greeting, EHLO and (when asked for or offered) STARTTLS."""
+    """A connected client after greeting, EHLO and (with ``tls: starttls``) STARTTLS."""
     label = endpoint.label
     client = aiosmtplib.SMTP(
-        hostname=endpoint.address or endpoint.host, port=endpoint.port, local_hostname=helo,
+        hostname=endpoint.host, port=endpoint.port, local_hostname=helo,
         timeout=timeout, use_tls=endpoint.tls == "implicit", start_tls=False,
         tls_context=tls_context if endpoint.tls == "implicit" else None,
     )
@@ -61,12 +58,11 @@ async def open_connection(
             await client.ehlo()
         except aiosmtplib.SMTPHeloError:
             await client.helo()
-        if endpoint.tls in ("starttls", "opportunistic"):
-            if client.supports_extension("starttls"):
-                await client.starttls(server_hostname=endpoint.host, tls_context=tls_context)
-                await client.ehlo()
-            elif endpoint.tls == "starttls":
+        if endpoint.tls == "starttls":
+            if not client.supports_extension("starttls"):
                 raise ConnectFailed(Reply(451, "4.7.4", f"{label} does not offer STARTTLS, which is required"))
+            await client.starttls(server_hostname=endpoint.host, tls_context=tls_context)
+            await client.ehlo()
     except ConnectFailed:
         client.close()
         raise

@@ -289,7 +289,7 @@ class SmarthostPlugin(Plugin):
         try:
             data = await message.body()
             results = await send(conn.client, message, route.recipients, data, host=conn.endpoint.label,
-                                 addr=conn.endpoint.address, route=label)
+                                 addr=None, route=label)
             results = [self._auth_required(r, credentials) for r in results]
             reusable = conn.client.is_connected and not any(r.reply.code == 421 for r in results)
             return results
