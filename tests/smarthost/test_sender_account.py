@@ -15,6 +15,14 @@ ACCOUNTS = [
 ]
 
 
+def sender_account_config(workdir, postfix_isp, pki) -> dict:
+    """The gateway in sender-account mode against the Postfix ISP (submission port, STARTTLS, PLAIN)."""
+    return smarthost_config(workdir, {
+        "server": postfix_isp.host, "port": postfix_isp.submission_port, "tls": "starttls",
+        "ca_file": str(pki.ca_file), "auth": {"mode": "sender-account", "mechanism": "plain"},
+    }, accounts=ACCOUNTS)
+
+
 def authenticated_sender(data: bytes) -> str:
     """The SASL login Postfix wrote into its Received header."""
     received = email.message_from_bytes(data).get_all("Received")
@@ -30,10 +38,7 @@ def test_each_sender_logs_in_with_its_own_account(workdir, postfix_isp, pki):
     A third sender has no Internet Mail Account: it is not sent under anybody
     else's login; it stays queued (deferred, 451 4.7.1) and one event says so.
     """
-    config = smarthost_config(workdir, {
-        "server": postfix_isp.host, "port": postfix_isp.submission_port, "tls": "starttls",
-        "ca_file": str(pki.ca_file), "auth": {"mode": "sender-account", "mechanism": "plain"},
-    }, accounts=ACCOUNTS)
+    config = sender_account_config(workdir, postfix_isp, pki)
 
     async def scenario():
         async with GatewayHarness(workdir, config) as h:
@@ -64,10 +69,7 @@ def test_each_sender_logs_in_with_its_own_account(workdir, postfix_isp, pki):
 
 def test_reports_from_the_null_sender_go_under_their_recipients_login(workdir, postfix_isp, pki):
     """mailpipe's own reports (MAIL FROM:<>) to alice leave under alice's login; none to carol (no account)."""
-    config = smarthost_config(workdir, {
-        "server": postfix_isp.host, "port": postfix_isp.submission_port, "tls": "starttls",
-        "ca_file": str(pki.ca_file), "auth": {"mode": "sender-account", "mechanism": "plain"},
-    }, accounts=ACCOUNTS)
+    config = sender_account_config(workdir, postfix_isp, pki)
 
     async def scenario():
         async with GatewayHarness(workdir, config) as h:
