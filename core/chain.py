@@ -19,7 +19,8 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginFailure, SMTPError
+from .errors import PluginFailure, SMTPError, TemporaryError
+from .message import Message, Route
 from .plugin import Plugin
 
 log = logging.getLogger("mailpipe.chain")
@@ -96,6 +97,39 @@ class Chain:
             if result is not None:
                 results.append(result)
         return results
+
+    async def route(self, message: Message, recipients: list[str]) -> tuple[list[Route], list[str]]:
+        """Walk ``route`` in chain order, *per recipient*: each plugin sees the recipients no earlier one took.
+
+        Returns the routes (each naming the chain entry that made it) and the recipients
+        no plugin took. An ``SMTPError`` from a plugin passes through.
+        """
+        routes: list[Route] = []
+        left = list(recipients)
+        for impl in self.implementations("route"):
+            if not left:
+                break
+            answer = await self.call(impl, "route", {"message": message, "recipients": list(left)})
+            for r in answer or []:
+                r.recipients = [x for x in r.recipients if x in left]
+                if r.recipients:
+                    routes.append(r)
+                    left = [x for x in left if x not in r.recipients]
+        return routes, left
+
+    def owner(self, route: Route) -> Plugin | None:
+        """The chain entry that made ``route`` (``route.plugin``), or None when it is not in this chain."""
+        return next((p for p in self.plugins if p.instance_name == route.plugin), None)
+
+    async def call_owner(self, route: Route, hook: str, /, **kwargs: Any) -> Any:
+        """Call ``hook`` on the plugin that made ``route`` only (``deliver``, ``explain_route``).
+
+        ``TemporaryError`` (451 4.3.5) when no chain entry of that name implements the hook.
+        """
+        for impl in self.implementations(hook):
+            if impl.plugin_name == route.plugin:
+                return await self.call(impl, hook, kwargs)
+        raise TemporaryError(f"no chain entry {route.plugin!r} with a {hook} hook for this route", 451, "4.3.5")
 
     def notify(self, hook: str, **kwargs: Any) -> None:
         """Call an observer hook on every plugin without waiting; errors are logged, never raised."""

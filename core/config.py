@@ -21,6 +21,7 @@ from .errors import ConfigError
 from .plugin import Plugin
 from .registry import load_plugin
 from .settings import Settings
+from .tlsfiles import server_tls_context
 
 EMBEDDED = "<embedded default>"
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -139,8 +140,6 @@ def _plugin_spec(
 
 def _check_listeners(settings: Settings, source: str, base: Path) -> None:
     """Resolve listener certificate paths and load them now, so a bad file is a config error."""
-    from .intake.server import server_tls_context
-
     for i, spec in enumerate(settings.listen):
         if spec.tls == "none":
             continue

@@ -1,8 +1,11 @@
-"""The gateway: one running mailpipe, wiring queue, chain, intake and scheduler.
+"""The gateway: one running mailpipe, wiring queue, runtime, intake and scheduler together.
 
-``open()`` is enough for administration (the CLI's queue commands);
-``start()`` also opens the listeners and starts delivering; ``run()`` serves
-until SIGTERM or SIGINT and then stops cleanly.
+``open()`` opens the queue and starts the chain's plugins; ``start()`` also opens the
+listeners and starts delivering; ``run()`` serves until SIGTERM or SIGINT and then stops
+cleanly (SIGHUP reloads the configuration). The gateway hands each part only the
+collaborators it needs (see docs/architecture.md): the intake gets ``IntakeServices``,
+the scheduler the runtime holder, the delivery queue and a ``Delivery``; plugins get a
+``PluginContext`` whose ``control`` is this gateway (the ``Control`` protocol).
 """
 
 from __future__ import annotations
@@ -10,23 +13,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import TYPE_CHECKING
 
 from . import control
-from .chain import Chain
 from .clock import Clock, SystemClock
 from .config import LoadedConfig
-from .errors import ConfigError
-from .events import Events
-from .intake import Intake
-from .message import Decision, Message, RecipientResult
-from .plugin import PluginContext
+from .delivery import Delivery
+from .events import Event, Events
+from .housekeeping import Housekeeping
+from .intake import Intake, IntakeServices
+from .message import Message
 from .queue import QueueBackend
+from .recording import Recorder
+from .reload import Reloader, ReloadResult
+from .runtime import Runtime, RuntimeHolder, build_runtime, make_context, open_queue
 from .scheduler import Scheduler
 from .sessions import Sessions
-
-if TYPE_CHECKING:
-    from .reload import ReloadResult
 
 log = logging.getLogger("mailpipe.gateway")
 
@@ -36,20 +37,18 @@ class Gateway:
 
     def __init__(self, config: LoadedConfig, clock: Clock | None = None) -> None:
         self.config = config
-        self.settings = config.settings
         self.clock = clock or SystemClock()
-        self.events = Events(self.clock)
-        self.context = PluginContext(self.settings, config.base_dir, self.clock, self.events, gateway=self)
+        self.events = Events(self.clock, node=config.settings.hostname)
         self.sessions = Sessions(self.clock)
-        self.queue_plugin = config.queue.cls(config.queue.options, self.context)
-        self.plugins = [spec.cls(spec.options, self.context, instance_name=spec.name) for spec in config.chain]
-        self.chain = Chain(self.plugins)
-        self.events.chain = self.chain
         self._queue: QueueBackend | None = None
-        self.scheduler = Scheduler(self)
-        self.intake = Intake(self)
+        self._runtimes: RuntimeHolder | None = None
+        self._scheduler: Scheduler | None = None
+        self._reloader: Reloader | None = None
+        self.intake: Intake | None = None
         self._control: asyncio.DatagramTransport | None = None
         self._stop = asyncio.Event()
+
+    # -- the parts, once open -------------------------------------------------------------------
 
     @property
     def queue(self) -> QueueBackend:
@@ -57,71 +56,125 @@ class Gateway:
             raise RuntimeError("the queue is not open")
         return self._queue
 
-    async def open_queue_only(self) -> None:
-        """Open the queue backend alone (administration commands)."""
-        backend = await Chain([self.queue_plugin]).first("open_queue", context=self.context)
-        if backend is None:
-            raise ConfigError(f"queue plugin {self.config.queue.name!r} did not provide a queue")
-        await backend.open()
-        self._queue = backend
-        self.context.queue = backend
-        self.events.queue = backend
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime in force (settings, chain, plugins)."""
+        if self._runtimes is None:
+            raise RuntimeError("the gateway is not open")
+        return self._runtimes.current
+
+    @property
+    def scheduler(self) -> Scheduler:
+        if self._scheduler is None:
+            raise RuntimeError("the gateway is not open")
+        return self._scheduler
+
+    # -- Control (what administration plugins may ask) ------------------------------------------
+
+    @property
+    def config_source(self) -> str:
+        return self.runtime.config.source if self._runtimes is not None else self.config.source
+
+    def wake(self, *, force: bool = False) -> None:
+        """A message was stored (or ``force``: an administrator asked for a run now)."""
+        if self._scheduler is not None:
+            self._scheduler.wake(force=force)
+
+    async def reload(self, config: LoadedConfig | None = None) -> ReloadResult:
+        """Apply a new configuration (default: the config file again) without dropping mail; see ``reload.py``."""
+        if self._reloader is None:
+            raise RuntimeError("the gateway is not open")
+        return await self._reloader.reload(config)
+
+    # -- life -----------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the queue backend and run every plugin's ``startup``."""
-        await self.open_queue_only()
-        await self.chain.each("startup", context=self.context)
+        """Open the queue backend, build the runtime and run every plugin's ``startup``."""
+        queue = await open_queue(self.config, make_context(self.config, clock=self.clock, events=self.events))
+        self._queue = queue
+        context = make_context(self.config, clock=self.clock, events=self.events, queue=queue, control=self)
+        runtime, fresh = build_runtime(self.config, context)
+        runtimes = self._runtimes = RuntimeHolder(runtime)
+        self.events.attach(store=queue.add_event, observe=lambda e: _observe(runtimes, e))
+        recorder = Recorder(queue, self.events, self.clock, wake=self.wake)
+        self._scheduler = Scheduler(runtimes, queue, Delivery(recorder, self.events, self.sessions),
+                                    Housekeeping(queue, self.events), self.clock)
+        self._reloader = Reloader(runtimes, self.events, restart_intake=self._restart_intake,
+                                  inflight=lambda: list(self.scheduler.inflight.values()), wake=self.wake)
+        self.intake = self._new_intake()
+        await runtime.chain.each("startup", context=context)
+
+    def _new_intake(self) -> Intake:
+        assert self._runtimes is not None
+        return Intake(IntakeServices(self._runtimes, self.queue, self.events, self.clock, self.sessions,
+                                     stored=self._stored))
+
+    def _stored(self, message: Message) -> None:
+        self.wake()
+
+    async def _restart_intake(self) -> bool:
+        """Close the listeners and open them with the settings in force; False when none were open."""
+        if self.intake is None or not self.intake.servers:
+            return False
+        await self.intake.stop()
+        intake = self._new_intake()
+        try:
+            await intake.start()
+        finally:
+            self.intake = intake
+        return True
 
     async def close(self) -> None:
         """Run every plugin's ``shutdown`` and close the queue."""
         try:
-            await self.chain.each("shutdown")
+            if self._reloader is not None:
+                await self._reloader.wait_retired()
+            if self._runtimes is not None:
+                await self._runtimes.current.chain.each("shutdown")
         finally:
+            self.events.attach()
             if self._queue is not None:
                 await self._queue.close()
                 self._queue = None
 
     async def start(self) -> None:
         """Open everything and begin accepting and delivering mail."""
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.config.settings.state_dir.mkdir(parents=True, exist_ok=True)
         await self.open()
         recovered = await self.queue.recover(self.scheduler.owner)
         if recovered:
             self.events.emit("queue.recovered",
                              f"{recovered} message(s) left in flight by a stopped process are due again")
+        self.queue.subscribe(self.wake)
+        assert self.intake is not None
         await self.intake.start()
-        self._control = await control.listen(self.settings.state_dir, lambda: self.scheduler.wake(force=True))
+        self._control = await control.listen(self.config.settings.state_dir, lambda: self.wake(force=True))
         self.scheduler.start()
+        runtime = self.runtime
         self.events.emit(
             "gateway.started",
             f"mailpipe started: {self.config.source}, listening on "
-            f"{', '.join(s.address for s in self.settings.listen)}, chain: "
-            f"{', '.join(p.instance_name for p in self.plugins) or '(empty)'}",
+            f"{', '.join(s.address for s in runtime.settings.listen)}, chain: "
+            f"{', '.join(p.instance_name for p in runtime.plugins) or '(empty)'}",
             config=self.config.source,
         )
 
     async def stop(self) -> None:
         """Stop accepting, let deliveries in flight finish (bounded), leave the rest queued."""
-        await self.intake.stop()
+        if self.intake is not None:
+            await self.intake.stop()
         if self._control is not None:
             self._control.close()
-        await self.scheduler.stop(self.settings.delivery.shutdown_grace)
+        await self.scheduler.stop(self.runtime.settings.delivery.shutdown_grace)
         self.events.emit("gateway.stopped", "mailpipe stopped")
         await self.close()
 
     def request_stop(self) -> None:
         self._stop.set()
 
-    async def reload(self, config: LoadedConfig | None = None) -> ReloadResult:
-        """Apply a new configuration (default: the config file again) without dropping mail; see ``reload.py``."""
-        from .reload import reload
-
-        return await reload(self, config)
-
     def _reload_on_signal(self) -> None:
-        from .reload import reload_logged
-
-        asyncio.ensure_future(reload_logged(self))
+        if self._reloader is not None:
+            asyncio.ensure_future(self._reloader.reload_logged())
 
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT."""
@@ -136,22 +189,7 @@ class Gateway:
             log.info("stopping")
             await self.stop()
 
-    # -- called by the intake and the scheduler -----------------------------------------------
 
-    def message_stored(self, message: Message) -> None:
-        """A message was committed by the intake: the scheduler delivers it now if it may send now."""
-        self.scheduler.wake()
-
-    async def notices(
-        self, message: Message, results: list[RecipientResult], decisions: dict[str, Decision], now: float
-    ) -> list[tuple[Message, bytes]]:
-        """Messages to the sender about failed recipients (delivery status notifications).
-
-        Called by the scheduler after each attempt, before it is recorded; the
-        queue stores what this returns in the same transaction. The rules are
-        in ``bounces.py``: at most one report per message and attempt, never to
-        the null sender, never about a report.
-        """
-        from . import bounces
-
-        return await bounces.notices(self.settings.hostname, message, results, decisions, now)
+def _observe(runtimes: RuntimeHolder, event: Event) -> None:
+    """Hand an event to every plugin's ``event`` hook of the runtime in force."""
+    runtimes.current.chain.notify("event", event=event)

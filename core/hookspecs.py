@@ -13,7 +13,10 @@ the plugin's name, never a lost message.
 
 "First answer wins" hooks stop at the first plugin that returns something
 other than ``None``. ``accept``, ``startup``, ``shutdown`` and ``event`` are
-called on every plugin.
+called on every plugin. ``route`` is walked *per recipient* (``Chain.route``):
+each plugin sees only the recipients no earlier plugin took. ``deliver`` and
+``explain_route`` are called only on the plugin that made the route (the chain
+entry named by ``route.plugin``), so they need not check whose route it is.
 
 An implementation may take any subset of the arguments, by name, e.g.
 ``def deliver(self, route)``.
@@ -50,12 +53,12 @@ def accept(message: Message, session: SessionInfo) -> Reply | None:
     """
 
 
-@hookspec(firstresult=True)
+@hookspec
 def route(message: Message, recipients: list[str]) -> list[Route] | None:
-    """Say how recipients leave; first answer wins, *per recipient*.
+    """Say how recipients leave; first answer wins, *per recipient* (walked by ``Chain.route``).
 
-    Called by the delivery scheduler for each due message with the recipients
-    still to be delivered. Return a list of ``Route`` objects covering the
+    Called by the delivery (``core/delivery.py``) for each due message with the
+    recipients still to be delivered. Return a list of ``Route`` objects covering the
     recipients this plugin takes (it may take only some, e.g. only certain
     domains), or ``None`` for "none of mine". Recipients not taken are offered
     to the next plugin in the chain. Recipients no plugin takes fail
@@ -67,7 +70,8 @@ def route(message: Message, recipients: list[str]) -> list[Route] | None:
 def authenticate(message: Message, route: Route) -> Credentials | None:
     """Give the credentials for one hop; first answer wins.
 
-    Called by the scheduler before ``deliver`` for each route. Return
+    Called by the delivery before ``deliver`` for each route, in chain order
+    (a plugin that only answers for its own routes checks ``self.owns(route)``). Return
     ``Credentials`` (``Credentials.none()`` to send without SMTP AUTH, after any
     pre-login step such as POP-before-SMTP has been done here), or ``None``
     for "not mine". When no plugin answers, the hop is sent without AUTH.
@@ -76,17 +80,16 @@ def authenticate(message: Message, route: Route) -> Credentials | None:
     """
 
 
-@hookspec(firstresult=True)
+@hookspec
 def deliver(message: Message, route: Route, credentials: Credentials) -> list[RecipientResult] | None:
-    """Carry out the SMTP transaction for a route; first answer wins.
+    """Carry out the SMTP transaction for a route; called only on the plugin that made the route.
 
-    Called by the scheduler with the route from ``route`` and the credentials
-    from ``authenticate``. Return one ``RecipientResult`` per recipient of the
-    route: delivered (a 250 after the final dot), temporary or permanent
-    failure, each with the remote host, reply code, enhanced status code and
-    text. Return ``None`` when the route is not this plugin's (usually when
-    ``route.plugin`` is another plugin's name). A recipient missing from the
-    result is treated as a temporary failure.
+    Called by the delivery with the route from ``route`` and the credentials
+    from ``authenticate``, on the chain entry named by ``route.plugin``. Return
+    one ``RecipientResult`` per recipient of the route: delivered (a 250 after
+    the final dot), temporary or permanent failure, each with the remote host,
+    reply code, enhanced status code and text. A recipient missing from the
+    result (or a ``None`` result) is treated as a temporary failure.
     """
 
 
@@ -94,7 +97,7 @@ def deliver(message: Message, route: Route, credentials: Credentials) -> list[Re
 def on_failure(message: Message, result: RecipientResult) -> Decision | None:
     """Decide what happens to a recipient whose attempt failed; first answer wins.
 
-    Called by the scheduler once per failed recipient after each attempt.
+    Called by the recorder (``core/recording.py``) once per failed recipient after each attempt.
     Return ``Decision.retry(at)`` to try again at Unix time ``at`` (with
     ``warn=True`` the sender also gets one "delayed mail" notice),
     ``Decision.bounce(...)`` to end it as failed or expired (the sender is
@@ -111,7 +114,8 @@ def open_queue(context: PluginContext) -> QueueBackend | None:
 
 @hookspec
 def startup(context: PluginContext) -> None:
-    """Called on every plugin once the queue is open, before mail is accepted."""
+    """Called on every plugin once the queue is open, before mail is accepted (and on the new
+    instances of a reload); raising refuses the start (or the reload)."""
 
 
 @hookspec
@@ -128,11 +132,11 @@ def event(event: Event) -> None:
     """
 
 
-@hookspec(firstresult=True)
+@hookspec
 def explain_route(route: Route) -> dict[str, Any] | None:
     """Describe, without sending anything, how ``route`` would be delivered.
 
-    Called by ``pipeline route ADDRESS`` (the dry run) on the plugin that made
-    the route; return a dict of printable facts (e.g. MX hosts in the order
+    Called by ``pipeline route ADDRESS`` (the dry run) only on the plugin that
+    made the route; return a dict of printable facts (e.g. MX hosts in the order
     they would be tried, their addresses, the credentials mode).
     """

@@ -28,13 +28,6 @@ class RecipientState(StrEnum):
     FAILED = "failed"        # failed permanently (sender notified unless suppressed)
     EXPIRED = "expired"      # stayed undelivered longer than the retry policy allows
 
-    @property
-    def active(self) -> bool:
-        return self in (RecipientState.PENDING, RecipientState.DEFERRED, RecipientState.HELD)
-
-
-ACTIVE_STATES = (RecipientState.PENDING, RecipientState.DEFERRED)
-
 
 class Outcome(StrEnum):
     """The outcome of one delivery attempt for one recipient."""
@@ -83,6 +76,7 @@ class Message:
     Before queueing (in ``accept``) the body is in memory and ``add_header``
     may still add headers; after queueing the body is read from the queue on
     demand with ``await message.body()`` and is never kept by the queue.
+    ``set_body``/``set_loader`` are for the intake and queue backends that make messages.
     """
 
     id: str
@@ -120,8 +114,13 @@ class Message:
             raise RuntimeError(f"message {self.id} has no body source")
         return await self._loader()
 
-    def active_recipients(self) -> list[Recipient]:
-        return [r for r in self.recipients if r.state in ACTIVE_STATES]
+    def set_body(self, data: bytes | None) -> None:
+        """Hold ``data`` as the body in memory (``None``: forget it, read it through the loader)."""
+        self._data = data
+
+    def set_loader(self, loader: Callable[[], Awaitable[bytes]]) -> None:
+        """Where ``body()`` reads the bytes when they are not held in memory (the queue backend)."""
+        self._loader = loader
 
 
 @dataclass
@@ -140,11 +139,6 @@ class Route:
     recipients: list[str]
     options: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def key(self) -> tuple[str, str]:
-        """Routes with the same key may share connections."""
-        return (self.plugin, self.destination)
-
 
 @dataclass(frozen=True)
 class Credentials:
@@ -160,7 +154,6 @@ class Credentials:
     mechanism: str = "auto"
     token: SecretStr | None = None
     label: str = "none"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def none(cls, label: str = "none") -> Credentials:

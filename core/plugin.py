@@ -5,17 +5,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from .clock import Clock, SystemClock
-
-if TYPE_CHECKING:
-    from .events import Events
-    from .gateway import Gateway
-    from .queue import QueueBackend
-    from .settings import Settings
+from .events import Events
+from .message import Route
+from .queue import QueueBackend
+from .sessions import Sessions
+from .settings import Settings
 
 
 class NoOptions(BaseModel):
@@ -24,21 +23,47 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-@dataclass
-class PluginContext:
-    """What every plugin instance gets: settings, clock, events, queue, paths.
+class Control(Protocol):
+    """What an administration plugin (console, metrics, alerts) may ask of the running gateway.
 
-    ``queue`` is set once the queue backend is open (before ``startup``).
-    ``gateway`` is the running gateway, for administration plugins (console,
-    alerts, metrics): its scheduler, live sessions and ``reload()``.
+    Given as ``PluginContext.control`` by ``pipeline serve`` only (None for the CLI's
+    one-shot commands).
+    """
+
+    @property
+    def config_source(self) -> str:
+        """The configuration file in force (or ``<embedded default>``)."""
+        ...
+
+    @property
+    def sessions(self) -> Sessions:
+        """The SMTP sessions in progress, in and out."""
+        ...
+
+    def wake(self, *, force: bool = False) -> None:
+        """Look for due mail now (a message was stored); ``force`` starts a run outside the schedule."""
+        ...
+
+    async def reload(self) -> Any:
+        """Read the configuration file again and apply it (see ``core/reload.py``); ConfigError if refused."""
+        ...
+
+
+@dataclass(frozen=True)
+class PluginContext:
+    """What every plugin instance gets: settings, paths, clock, events, and (when open) the queue.
+
+    A reload makes a new context (new settings) and hands it to every plugin of the new
+    chain. ``queue`` is the open queue backend (None while only the configuration is
+    checked); ``control`` is the running gateway's ``Control`` (``pipeline serve`` only).
     """
 
     settings: Settings
     base_dir: Path
     clock: Clock = field(default_factory=SystemClock)
-    events: Events | None = None
+    events: Events = field(default_factory=Events)
     queue: QueueBackend | None = None
-    gateway: Gateway | None = None
+    control: Control | None = None
 
     def resolve_path(self, path: str | Path) -> Path:
         """A config path made absolute: relative paths are relative to the config file's folder."""
@@ -47,8 +72,7 @@ class PluginContext:
 
     def emit(self, kind: str, text: str, *, level: str = "info", **data: Any) -> None:
         """Record a gateway event (see ``events.Events.emit``)."""
-        if self.events is not None:
-            self.events.emit(kind, text, level=level, **data)
+        self.events.emit(kind, text, level=level, **data)
 
 
 class Plugin:
@@ -60,10 +84,15 @@ class Plugin:
     ``Options`` and a ``PluginContext``, then registers the instance with
     pluggy: methods decorated with ``@hookimpl`` (from
     ``mailpipe.core.hookspecs``) implement hooks.
+
+    ``reload_in_place``: when true, a reload that leaves this entry's options unchanged
+    keeps the instance even if other settings changed (it gets the new context); for
+    plugins that hold listeners or counters (console, metrics, alerts).
     """
 
     name: ClassVar[str] = ""
     Options: ClassVar[type[BaseModel]] = NoOptions
+    reload_in_place: ClassVar[bool] = False
 
     def __init__(self, options: BaseModel, context: PluginContext, *, instance_name: str | None = None) -> None:
         self.options = options
@@ -73,6 +102,10 @@ class Plugin:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.instance_name}>"
+
+    def owns(self, route: Route) -> bool:
+        """Whether this chain entry made ``route`` (and so delivers it)."""
+        return route.plugin == self.instance_name
 
     @classmethod
     def describe(cls) -> str:

@@ -1,19 +1,38 @@
-"""The queue interface: what the core needs from a queue backend plugin.
+"""The queue interface: what the core needs from a queue backend plugin, and nothing more.
 
-The promise every backend keeps: once ``store`` has returned, the message is on
-stable storage (it survives ``kill -9`` and power loss); a recipient recorded
-as delivered is never handed out again; a message claimed by one scheduler is
-not handed to another until that one released it or died.
+A backend has two faces, implemented by one object (``QueueBackend``):
+
+- ``DeliveryQueue``, the path of every message: ``store`` (the intake), ``claim_due``,
+  ``renew``, ``release``, ``record``, ``next_due``, ``read_body`` (the scheduler) and
+  ``recover`` (at start);
+- ``QueueAdmin``, what people and observers ask: ``get``, ``list``, ``hold``,
+  ``release_hold``, ``delete``, ``retry_now``, ``add_event``, ``events``, ``attempts``,
+  ``stats``, ``prune``.
+
+A backend holds no delivery policy: the core decides each recipient's new state
+(``RecipientUpdate``) and the backend persists it. The promises every backend keeps
+(tested by the conformance suite in ``mailpipe.core.testing.queue``, which any backend
+runs against itself):
+
+- once ``store`` has returned, the message is on stable storage (it survives ``kill -9``
+  and power loss); storage that is full raises ``QueueFull`` and keeps nothing half-written;
+- a recipient recorded as delivered (or ended: failed, expired) is never changed again and
+  never handed out again;
+- a message claimed by one owner is not handed to another until that owner released it,
+  its lease ran out, or ``recover`` found the owner dead;
+- ``record`` stores one attempt's updates, the message's attributes and any new messages
+  (delivery reports) in one transaction: all or nothing.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .events import Event
-from .message import Decision, Message, RecipientResult
+from .message import Message, RecipientState
 
 
 @dataclass
@@ -33,6 +52,23 @@ class Attempt:
     duration: float = 0.0
     sender: str = ""
     action: str = ""  # what the attempt led to: delivered, deferred, bounced, expired, dropped
+    node: str = ""  # the gateway (its ``hostname``) that made the attempt; several nodes may share a queue
+
+
+@dataclass(frozen=True)
+class RecipientUpdate:
+    """A recipient's new state after one attempt, as the core decided it; the backend only persists it.
+
+    ``next_attempt`` is the Unix time of the next try for ``deferred`` (0 for states that end
+    the recipient); ``last_reply`` is shown by ``queue list``/``show``; ``attempt`` is the
+    message-log line written with it.
+    """
+
+    recipient: str
+    state: RecipientState
+    next_attempt: float
+    last_reply: str
+    attempt: Attempt
 
 
 @dataclass
@@ -85,9 +121,12 @@ class QueueFull(QueueError):
     """Stable storage is full: the intake answers 452 4.3.1 and keeps nothing half-written."""
 
 
-class QueueBackend(ABC):
-    """A durable message queue. One instance per gateway process; all methods are coroutines
-    except ``add_event`` (fire and forget)."""
+class DeliveryQueue(ABC):
+    """The path of a message: stored by the intake, claimed, recorded and released by the scheduler.
+
+    All methods are coroutines. ``owner`` names one running scheduler (host, process and
+    a random token); a lease is the time until which its claim holds.
+    """
 
     @abstractmethod
     async def open(self) -> None:
@@ -99,68 +138,101 @@ class QueueBackend(ABC):
 
     @abstractmethod
     async def store(self, message: Message, data: bytes) -> None:
-        """Commit a new message durably; returns only once it is on stable storage."""
+        """Commit a new message (all recipients pending, due at ``message.created``) durably.
+
+        Returns only once it is on stable storage; raises ``QueueFull`` when storage is full.
+        """
 
     @abstractmethod
     async def claim_due(self, now: float, limit: int, owner: str, lease_until: float) -> list[Message]:
-        """Hand out up to ``limit`` messages with recipients due at ``now``, leased to ``owner``."""
+        """Hand out up to ``limit`` messages with recipients due at ``now``, leased to ``owner``.
+
+        Each message carries only its recipients that are due (pending or deferred with
+        ``next_attempt <= now``); they are not due again until released or recorded.
+        The body may come with the message (small ones) or be read on demand
+        (``await message.body()``).
+        """
+
+    async def renew(self, owner: str, message_ids: list[str], lease_until: float) -> None:  # noqa: B027
+        """Extend ``owner``'s leases on these messages (deliveries still in progress).
+
+        The default does nothing: a backend whose leases are long enough for any delivery, or
+        that can tell a dead owner by other means (``recover``), need not implement it.
+        """
 
     @abstractmethod
     async def release(self, message_id: str, owner: str) -> None:
-        """End ``owner``'s lease; recipients still active become due at their next_attempt."""
+        """End ``owner``'s lease; claimed recipients not recorded since are due again at once."""
 
     @abstractmethod
     async def recover(self, owner: str) -> int:
-        """At start: make messages leased by dead owners due again; return how many."""
+        """At start: make messages leased by owners that are gone due again; return how many.
+
+        An owner is gone when its lease ran out, or when the backend can tell that its process
+        is dead (it never takes a lease from an owner that may still be running).
+        """
 
     @abstractmethod
-    async def record(
-        self, message: Message, results: list[RecipientResult], decisions: dict[str, Decision], now: float,
-        new_messages: list[tuple[Message, bytes]] | None = None,
-    ) -> None:
-        """Record one attempt's per-recipient results and the decisions for the failed ones.
+    async def record(self, message: Message, updates: list[RecipientUpdate], now: float,
+                     new_messages: list[tuple[Message, bytes]] | None = None) -> None:
+        """Persist one attempt: each recipient's update and log line, in one transaction.
 
-        In the same transaction: store ``message.attributes`` (e.g. that a delay
-        warning was sent) and the ``new_messages`` (delivery status
-        notifications), so a crash can neither lose a bounce nor send it twice.
-        A recipient already recorded as delivered is never changed again.
+        In the same transaction: store ``message.attributes`` (e.g. that a delay warning
+        was sent) and the ``new_messages`` (delivery status notifications), so a crash can
+        neither lose a report nor send it twice. A recipient already ended (delivered,
+        failed, expired) is never changed again. When no recipient of the message is active
+        any more (pending, deferred, held), the message is finished: its body may go, its
+        lease ends. Raises ``QueueError`` (nothing stored) when the transaction fails.
         """
 
     @abstractmethod
     async def next_due(self) -> float | None:
-        """The earliest next_attempt of any active recipient, or None when nothing waits."""
+        """The earliest next_attempt of any pending or deferred recipient, or None when nothing waits."""
 
     @abstractmethod
     async def read_body(self, message_id: str) -> bytes:
-        """The stored message bytes."""
+        """The stored message bytes; ``QueueError`` if the message has none (finished or deleted)."""
+
+    def subscribe(self, wake: Callable[[], None]) -> None:  # noqa: B027
+        """Called once by the gateway at start: call ``wake`` when another process made mail due.
+
+        For queues shared by several processes or nodes (new mail, retry, release made
+        elsewhere), so their schedulers need not poll. The default does nothing: the
+        scheduler still looks at least once a minute, and ``pipeline queue retry`` pokes the
+        local server directly.
+        """
+
+
+class QueueAdmin(ABC):
+    """What the CLI, the console, alerts and metrics ask of the queue, and the event log."""
 
     @abstractmethod
     async def get(self, message_id: str) -> MessageDetail | None:
-        """One message with its recipients and attempt history; None if unknown."""
+        """One message with all its recipients and attempt history; None if unknown."""
 
     @abstractmethod
     async def list(self, *, state: str | None = None, limit: int = 1000) -> list[MessageSummary]:
-        """Messages with active recipients (or with a recipient in ``state``)."""
+        """Messages still queued, oldest first (or, with ``state``, those with a recipient in it)."""
 
     @abstractmethod
     async def retry_now(self, message_ids: list[str] | None, now: float) -> int:
-        """Make deferred recipients due now (all messages when ``message_ids`` is None)."""
+        """Make pending/deferred recipients due now (all messages when ``message_ids`` is None)."""
 
     @abstractmethod
     async def delete(self, message_ids: list[str]) -> int:
-        """Remove messages from the queue without delivering them."""
+        """Remove messages from the queue without delivering them; how many messages went."""
 
     @abstractmethod
     async def hold(self, message_ids: list[str]) -> int:
-        """Stop delivery of the active recipients of these messages until released."""
+        """Stop delivery of the pending/deferred recipients of these messages until released."""
 
     @abstractmethod
     async def release_hold(self, message_ids: list[str], now: float) -> int:
-        """Make held recipients due now."""
+        """Make held recipients due now (pending if never tried, deferred otherwise)."""
 
     @abstractmethod
     def add_event(self, event: Event) -> None:
-        """Store a gateway event (buffered; written with the next commit)."""
+        """Store a gateway event (buffered; written with the next commit). Never raises."""
 
     @abstractmethod
     async def events(self, *, since: float | None = None, limit: int = 200, kind: str | None = None,
@@ -176,14 +248,27 @@ class QueueBackend(ABC):
         permanent) or what it led to (deferred, bounced, expired, dropped).
         """
 
+    @abstractmethod
     async def stats(self, *, since: float, now: float) -> QueueStats:
         """Counts per outcome since ``since``, queue depth and oldest message (``pipeline stats``)."""
-        return QueueStats(since, now)
 
+    async def run_once(self, job: str, now: float, every: float) -> bool:
+        """Whether this process should run the periodic ``job`` (pruning, alert checks) now.
+
+        True at most once per ``every`` seconds across every process that shares the
+        queue, so cluster-wide chores run once, not once per node. The default (a queue
+        used by one process) always says yes; the caller keeps its own timer.
+        """
+        return True
+
+    @abstractmethod
     async def prune(self, now: float) -> dict[str, int]:
         """Remove history older than the backend's retention: attempts, events, finished messages.
 
-        Called by the scheduler at start and then hourly, so the logs cannot
-        fill a disk. Returns how many rows of each kind were removed.
+        Called at start and then hourly, so the logs cannot fill a disk. Returns how many rows
+        of each kind were removed.
         """
-        return {}
+
+
+class QueueBackend(DeliveryQueue, QueueAdmin):
+    """A durable message queue: both faces, one instance per gateway process."""

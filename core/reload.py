@@ -1,26 +1,26 @@
-"""Applying a new configuration to a running gateway without dropping mail (``Gateway.reload``).
+"""Applying a new configuration to a running gateway without dropping mail (``Reloader.reload``).
 
 What happens, in order:
 
 1. the new configuration is loaded and validated (``load_config``); a bad one
    changes nothing;
-2. a new chain is built: a plugin whose name, class and options are unchanged
-   keeps its instance when the top-level settings are unchanged too (or when
-   its class says ``reload_in_place = True``: the console, metrics and alerts
-   plugins, which hold listeners and counters); every other plugin gets a new
-   instance with a new ``PluginContext`` carrying the new settings;
-3. ``startup`` runs on the new instances; if one fails, they are shut down
-   again and the old configuration stays in force;
-4. the new chain, settings and context are swapped in: the scheduler and the
-   intake read ``gateway.chain`` for each message, so new work uses the new
-   plugins, while deliveries in flight finish with the instances they started
-   with; ``delivery.*`` (schedule, send immediately, port, timeout,
-   concurrency) take effect for the next run;
-5. when ``listen``, ``relay``, ``intake`` or ``hostname`` changed, the intake
-   listeners are closed and opened again with the new settings (sessions in
-   progress finish on the old ones);
-6. the replaced instances get ``shutdown`` once the deliveries that were in
-   flight at the swap have finished.
+2. a new ``Runtime`` is built: a plugin whose name, class and options are unchanged
+   keeps its instance when the top-level settings are unchanged too (or when its class
+   says ``reload_in_place = True``: the console, metrics and alerts plugins, which hold
+   listeners and counters); every other entry gets a new instance; all get the new
+   ``PluginContext`` carrying the new settings;
+3. ``startup`` runs on the new instances; if one fails, they are shut down again and
+   the old configuration stays in force;
+4. the new runtime is swapped in (one assignment, ``RuntimeHolder.swap``): the scheduler
+   and the intake read the runtime in force for each message, so new work uses the new
+   plugins, while deliveries in flight finish with the runtime they started with;
+   ``delivery.*`` (schedule, send immediately, port, timeout, concurrency) take effect for
+   the next run;
+5. when ``listen``, ``relay``, ``intake`` or ``hostname`` changed, the intake listeners are
+   closed and opened again with the new settings (sessions in progress finish on the old
+   ones); if they cannot open, the old runtime is put back;
+6. the replaced instances get ``shutdown`` once the deliveries that were in flight at the
+   swap have finished.
 
 ``queue`` and ``state_dir`` need a restart: a change there is reported in
 ``ReloadResult.restart_needed`` and in the ``config.reloaded`` event.
@@ -31,17 +31,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .chain import Chain
 from .config import EMBEDDED, LoadedConfig, load_config
 from .errors import ConfigError, PluginFailure
-from .intake import Intake
-from .plugin import Plugin, PluginContext
-
-if TYPE_CHECKING:
-    from .gateway import Gateway
+from .events import Events
+from .plugin import Plugin
+from .runtime import Runtime, RuntimeHolder, build_runtime
 
 log = logging.getLogger("mailpipe.reload")
 _INTAKE_KEYS = ("listen", "relay", "intake", "hostname")
@@ -64,113 +63,112 @@ def _settings_dump(config: LoadedConfig) -> dict[str, Any]:
     return config.settings.model_dump(mode="json", exclude={"chain"})
 
 
-def _lock(gw: Gateway) -> asyncio.Lock:
-    lock = getattr(gw, "_reload_lock", None)
-    if lock is None:
-        lock = asyncio.Lock()
-        gw._reload_lock = lock  # type: ignore[attr-defined]
-    return lock
+class Reloader:
+    """Reloads for one gateway: one at a time, each a swap of the runtime in force.
 
+    ``restart_intake`` reopens the listeners with the runtime in force; ``inflight``
+    gives the delivery tasks running now; ``wake`` tells the scheduler to look again.
+    """
 
-async def reload(gw: Gateway, config: LoadedConfig | None = None) -> ReloadResult:
-    """Apply ``config`` (default: the gateway's config file read again) to the running gateway."""
-    async with _lock(gw):
-        if config is None:
-            if gw.config.source == EMBEDDED:
-                raise ConfigError("the embedded default configuration cannot be reloaded; start with -c FILE")
-            config = await asyncio.to_thread(load_config, gw.config.source)
-        return await _apply(gw, config)
+    def __init__(self, runtimes: RuntimeHolder, events: Events, *,
+                 restart_intake: Callable[[], Awaitable[bool]],
+                 inflight: Callable[[], list[asyncio.Task[None]]], wake: Callable[[], None]) -> None:
+        self.runtimes = runtimes
+        self.events = events
+        self.restart_intake = restart_intake
+        self.inflight = inflight
+        self.wake = wake
+        self._lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
 
+    async def reload(self, config: LoadedConfig | None = None) -> ReloadResult:
+        """Apply ``config`` (default: the configuration file in force, read again)."""
+        async with self._lock:
+            if config is None:
+                source = self.runtimes.current.config.source
+                if source == EMBEDDED:
+                    raise ConfigError("the embedded default configuration cannot be reloaded; start with -c FILE")
+                config = await asyncio.to_thread(load_config, source)
+            return await self._apply(config)
 
-async def _apply(gw: Gateway, new: LoadedConfig) -> ReloadResult:
-    old_config, old_dump, new_dump = gw.config, _settings_dump(gw.config), _settings_dump(new)
-    settings_changed = old_dump != new_dump
-    result = ReloadResult(new, restart_needed=[k for k in _RESTART_KEYS if old_dump.get(k) != new_dump.get(k)])
-    queue_changed = old_config.queue.name != new.queue.name or old_config.queue.options != new.queue.options
-    if queue_changed and "queue" not in result.restart_needed:
-        result.restart_needed.append("queue")
-
-    context = dataclasses.replace(gw.context, settings=new.settings)
-    old_by_name = {p.instance_name: p for p in gw.plugins}
-    plugins: list[Plugin] = []
-    fresh: list[Plugin] = []
-    for spec in new.chain:
-        old = old_by_name.get(spec.name)
-        same = old is not None and type(old) is spec.cls and old.options == spec.options
-        if same and (not settings_changed or getattr(spec.cls, "reload_in_place", False)):
-            assert old is not None
-            plugins.append(old)
-            result.kept.append(spec.name)
-        else:
-            instance = spec.cls(spec.options, context, instance_name=spec.name)
-            plugins.append(instance)
-            fresh.append(instance)
-            result.started.append(spec.name)
-    kept_ids = {id(p) for p in plugins}
-    retired = [p for p in gw.plugins if id(p) not in kept_ids]
-    result.retired = [p.instance_name for p in retired]
-
-    try:
-        await Chain(fresh).each("startup", context=context)
-    except (PluginFailure, ConfigError) as exc:
-        await _shutdown(fresh, "a reload that failed")
-        raise ConfigError(f"{new.source}: reload refused, the running configuration stays: {exc}") from exc
-
-    old_state = (gw.config, gw.settings, gw.context, gw.plugins, gw.chain, gw.scheduler.delivery)
-    _swap(gw, new, context, plugins, Chain(plugins, timeouts=gw.chain.timeouts))
-    for plugin in plugins:
-        if id(plugin) not in {id(p) for p in fresh}:
-            plugin.context = context
-    if any(old_dump.get(k) != new_dump.get(k) for k in _INTAKE_KEYS) and gw.intake.servers:
+    async def reload_logged(self) -> None:
+        """``reload`` for SIGHUP: a refused configuration is logged, the running one stays."""
         try:
-            await _restart_intake(gw)
-            result.listeners_restarted = True
-        except ConfigError:
-            config, settings, old_context, old_plugins, chain, _delivery = old_state
-            _swap(gw, config, old_context, old_plugins, chain)
-            for plugin in old_plugins:
-                plugin.context = old_context
-            await _restart_intake(gw)
+            await self.reload()
+        except ConfigError as exc:
+            self.events.emit("config.reload_failed", str(exc), level="error")
+        except Exception:  # noqa: BLE001 - a signal handler must not crash the server
+            log.exception("reload failed")
+
+    async def wait_retired(self) -> None:
+        """Wait for replaced plugins' ``shutdown`` (at gateway stop)."""
+        if self._retiring:
+            await asyncio.wait(list(self._retiring))
+
+    async def _apply(self, new: LoadedConfig) -> ReloadResult:
+        old = self.runtimes.current
+        old_dump, new_dump = _settings_dump(old.config), _settings_dump(new)
+        settings_changed = old_dump != new_dump
+        result = ReloadResult(new, restart_needed=[k for k in _RESTART_KEYS if old_dump.get(k) != new_dump.get(k)])
+        queue_changed = old.config.queue.name != new.queue.name or old.config.queue.options != new.queue.options
+        if queue_changed and "queue" not in result.restart_needed:
+            result.restart_needed.append("queue")
+
+        keep: dict[str, Plugin] = {}
+        for spec in new.chain:
+            instance = old.plugin(spec.name)
+            same = instance is not None and type(instance) is spec.cls and instance.options == spec.options
+            if same and (not settings_changed or spec.cls.reload_in_place):
+                assert instance is not None
+                keep[spec.name] = instance
+        context = dataclasses.replace(old.context, settings=new.settings)
+        old_contexts = {id(p): p.context for p in old.plugins}
+        runtime, fresh = build_runtime(new, context, keep)
+        result.kept = [p.instance_name for p in runtime.plugins if p.instance_name in keep]
+        result.started = [p.instance_name for p in fresh]
+        kept_ids = {id(p) for p in runtime.plugins}
+        retired = [p for p in old.plugins if id(p) not in kept_ids]
+        result.retired = [p.instance_name for p in retired]
+
+        try:
+            await Chain(fresh).each("startup", context=context)
+        except (PluginFailure, ConfigError) as exc:
+            _restore_contexts(old, old_contexts)
             await _shutdown(fresh, "a reload that failed")
-            raise
+            raise ConfigError(f"{new.source}: reload refused, the running configuration stays: {exc}") from exc
 
-    inflight = list(gw.scheduler.inflight.values())
-    if retired:
-        task = asyncio.create_task(_retire(retired, inflight), name="mailpipe-reload-retire")
-        pending = getattr(gw, "_retiring", set())
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-        gw._retiring = pending  # type: ignore[attr-defined]
-    gw.scheduler.wake()
-    note = f"; restart needed for: {', '.join(result.restart_needed)}" if result.restart_needed else ""
-    gw.events.emit(
-        "config.reloaded",
-        f"configuration {new.source} applied: new {', '.join(result.started) or 'none'}, "
-        f"kept {', '.join(result.kept) or 'none'}, retired {', '.join(result.retired) or 'none'}"
-        f"{', listeners reopened' if result.listeners_restarted else ''}{note}",
-        config=new.source, restart_needed=result.restart_needed,
-    )
-    return result
+        runtime = dataclasses.replace(runtime, chain=Chain(runtime.plugins, timeouts=old.chain.timeouts))
+        self.runtimes.swap(runtime)
+        if any(old_dump.get(k) != new_dump.get(k) for k in _INTAKE_KEYS):
+            try:
+                result.listeners_restarted = await self.restart_intake()
+            except ConfigError:
+                self.runtimes.swap(old)
+                _restore_contexts(old, old_contexts)
+                await self.restart_intake()
+                await _shutdown(fresh, "a reload that failed")
+                raise
+
+        if retired:
+            task = asyncio.create_task(_retire(retired, self.inflight()), name="mailpipe-reload-retire")
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+        self.wake()
+        note = f"; restart needed for: {', '.join(result.restart_needed)}" if result.restart_needed else ""
+        self.events.emit(
+            "config.reloaded",
+            f"configuration {new.source} applied: new {', '.join(result.started) or 'none'}, "
+            f"kept {', '.join(result.kept) or 'none'}, retired {', '.join(result.retired) or 'none'}"
+            f"{', listeners reopened' if result.listeners_restarted else ''}{note}",
+            config=new.source, restart_needed=result.restart_needed,
+        )
+        return result
 
 
-def _swap(gw: Gateway, config: LoadedConfig, context: PluginContext, plugins: list[Plugin], chain: Chain) -> None:
-    gw.config = config
-    gw.settings = config.settings
-    gw.context = context
-    gw.plugins = plugins
-    gw.chain = chain
-    gw.events.chain = chain
-    gw.scheduler.delivery = config.settings.delivery
-
-
-async def _restart_intake(gw: Gateway) -> None:
-    """Close the listeners and open them with the gateway's current settings."""
-    await gw.intake.stop()
-    intake = Intake(gw)
-    try:
-        await intake.start()
-    finally:
-        gw.intake = intake
+def _restore_contexts(runtime: Runtime, contexts: dict[int, Any]) -> None:
+    """Give kept plugins back the context they had (a reload that failed)."""
+    for plugin in runtime.plugins:
+        plugin.context = contexts.get(id(plugin), plugin.context)
 
 
 async def _retire(plugins: list[Plugin], inflight: list[asyncio.Task[None]]) -> None:
@@ -185,13 +183,3 @@ async def _shutdown(plugins: list[Plugin], why: str) -> None:
         await Chain(plugins).each("shutdown")
     except Exception:  # noqa: BLE001 - a failing shutdown must not stop the gateway
         log.exception("shutdown after %s failed", why)
-
-
-async def reload_logged(gw: Gateway) -> None:
-    """``reload`` for SIGHUP: a refused configuration is logged, the running one stays."""
-    try:
-        await reload(gw)
-    except ConfigError as exc:
-        gw.events.emit("config.reload_failed", str(exc), level="error")
-    except Exception:  # noqa: BLE001 - a signal handler must not crash the server
-        log.exception("reload failed")

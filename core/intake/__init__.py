@@ -1,11 +1,13 @@
 """The SMTP intake: where internal servers hand mail to the gateway (aiosmtpd).
 
-``server`` opens the listeners, ``handler`` decides each SMTP step (relay
-control at RCPT, ``accept`` hooks and the durable commit at the end of DATA),
-``auth`` checks relay logins, ``normalise`` makes line ends canonical and
-``received`` writes the trace header.
+``server`` opens the listeners, ``protocol`` is aiosmtpd's SMTP protocol with the
+gateway's changes (every override of aiosmtpd's private names is there), ``handler``
+decides each SMTP step (relay control at RCPT, ``accept`` hooks and the durable commit
+at the end of DATA), ``data`` reads DATA in chunks, ``auth`` checks relay logins,
+``normalise`` makes line ends canonical and ``received`` writes the trace header.
 """
 
+from .handler import IntakeServices
 from .server import Intake
 
-__all__ = ["Intake"]
+__all__ = ["Intake", "IntakeServices"]

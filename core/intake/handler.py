@@ -12,19 +12,39 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+from ..clock import Clock
 from ..errors import Reply, SMTPError
+from ..events import Events
 from ..ids import new_queue_id
 from ..message import Message, Recipient, SessionInfo
-from ..queue import QueueError, QueueFull
+from ..queue import DeliveryQueue, QueueError, QueueFull
+from ..runtime import RuntimeHolder
+from ..sessions import Sessions
 from .normalise import normalise_line_ends
 from .received import received_header
 
-if TYPE_CHECKING:
-    from ..gateway import Gateway
-
 log = logging.getLogger("mailpipe.intake")
+
+
+@dataclass(frozen=True)
+class IntakeServices:
+    """What the intake needs from the gateway, and nothing else.
+
+    ``runtimes`` gives the settings and chain in force (read per message, so a reload
+    applies to the next message); ``stored`` is told of each committed message (the
+    scheduler delivers it now if it may).
+    """
+
+    runtimes: RuntimeHolder
+    queue: DeliveryQueue
+    events: Events
+    clock: Clock
+    sessions: Sessions
+    stored: Callable[[Message], None]
 
 
 def _addr(address: str) -> str:
@@ -43,9 +63,9 @@ def _bad_address(address: str, envelope: Any) -> str | None:
 class IntakeHandler:
     """Handler object for aiosmtpd's ``SMTP`` protocol; one per listener."""
 
-    def __init__(self, gateway: Gateway, listener: str) -> None:
-        self.gateway = gateway
-        self.settings = gateway.settings
+    def __init__(self, services: IntakeServices, listener: str) -> None:
+        self.services = services
+        self.settings = services.runtimes.current.settings
         self.listener = listener
 
     def may_relay(self, session: Any) -> bool:
@@ -102,8 +122,9 @@ class IntakeHandler:
         )
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        gw = self.gateway
-        now = gw.clock.now()
+        services = self.services
+        runtime = services.runtimes.current
+        now = services.clock.now()
         info = self.session_info(server, session, envelope)
         queue_id = new_queue_id(now)
         data = normalise_line_ends(bytes(envelope.original_content))
@@ -116,30 +137,30 @@ class IntakeHandler:
             created=now,
             session=info,
             mail_options=list(envelope.mail_options),
-            _data=data,
         )
+        message.set_body(data)
         try:
-            for result in await gw.chain.each("accept", message=message, session=info):
+            for result in await runtime.chain.each("accept", message=message, session=info):
                 if isinstance(result, Reply) and result.code >= 400:
                     raise SMTPError(result.code, result.enhanced, result.text)
         except SMTPError as exc:
             log.info("message from %s refused by accept: %s", info.peer, exc.reply)
             return str(exc.reply)
-        header = received_header(info, self.settings.hostname, queue_id, envelope.rcpt_tos, now,
+        header = received_header(info, runtime.settings.hostname, queue_id, envelope.rcpt_tos, now,
                                  esmtp=bool(session.extended_smtp))
         extra = b"".join(f"{n}: {v}\r\n".encode("utf-8", "surrogateescape") for n, v in message.added_headers)
         stored = header + extra + data
-        message._data = None
+        message.set_body(None)
         message.size = len(stored)
         try:
-            await gw.queue.store(message, stored)
+            await services.queue.store(message, stored)
         except QueueFull as exc:
-            gw.events.emit("queue.full", str(exc), level="error")
+            services.events.emit("queue.full", str(exc), level="error")
             return "452 4.3.1 Insufficient system storage"
         except QueueError as exc:
-            gw.events.emit("queue.error", str(exc), level="error")
+            services.events.emit("queue.error", str(exc), level="error")
             return "451 4.3.0 Queue unavailable, try again later"
         log.info("%s: accepted from %s <%s> for %d recipient(s), %d bytes", queue_id, info.peer,
                  message.sender, len(message.recipients), message.size)
-        gw.message_stored(message)
+        services.stored(message)
         return f"250 2.0.0 Ok: queued as {queue_id}"

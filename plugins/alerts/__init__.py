@@ -86,7 +86,7 @@ class AlertsPlugin(Plugin):
     @hookimpl
     async def startup(self, context: PluginContext) -> None:
         """Called once the queue is open: start checking the queue rules every ``check_every``."""
-        if context.gateway is not None and (self.opts.rules.oldest_message or self.opts.rules.deferred is not None):
+        if context.control is not None and (self.opts.rules.oldest_message or self.opts.rules.deferred is not None):
             self._task = asyncio.create_task(self._loop(), name="alerts-check")
 
     @hookimpl
@@ -168,8 +168,8 @@ class AlertsPlugin(Plugin):
             return False
         ctx.emit("alert.sent", f"{message.id}: alert to <{self.recipient}>: {title}", rule=rule,
                  message=message.id)
-        if ctx.gateway is not None:
-            ctx.gateway.message_stored(message)
+        if ctx.control is not None:
+            ctx.control.wake()
         return True
 
 

@@ -13,9 +13,9 @@ import contextlib
 
 from mailpipe.core.hookspecs import hookimpl
 from mailpipe.core.plugin import Plugin, PluginContext
+from mailpipe.plugins.asgi_server import AppServer
 
 from .options import ConsoleOptions
-from .server import AppServer
 
 SAMPLE_EVERY = 60.0
 
@@ -40,7 +40,7 @@ class ConsolePlugin(Plugin):
     @hookimpl
     async def startup(self, context: PluginContext) -> None:
         """Called by the gateway once the queue is open: start serving the console (``pipeline serve`` only)."""
-        if context.gateway is None:
+        if context.control is None:
             return
         from .app import Console
 

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -19,16 +19,14 @@ from starlette.staticfiles import StaticFiles
 
 from mailpipe.core.dsn import human_duration
 from mailpipe.core.durations import parse_duration
+from mailpipe.core.plugin import Control, Plugin
+from mailpipe.core.queue import QueueBackend
 
 from . import charts
+from .options import ConsoleOptions
 from .outgoing import FIELDS, ConfigEditor, SaveError, form_values, plugin_options
 from .security import LoginThrottle, SessionStore, csrf_ok, verify_password
 from .yamlfile import digest
-
-if TYPE_CHECKING:
-    from mailpipe.core.gateway import Gateway
-
-    from . import ConsolePlugin
 
 HERE = Path(__file__).parent
 COOKIE = "mailpipe_console"
@@ -57,9 +55,9 @@ def ts(t: float | None) -> str:
 class Console:
     """The web console of one console plugin instance."""
 
-    def __init__(self, plugin: ConsolePlugin) -> None:
+    def __init__(self, plugin: Plugin) -> None:
         self.plugin = plugin
-        self.options = plugin.opts
+        self.options: ConsoleOptions = plugin.options  # type: ignore[assignment]
         self.store = SessionStore(self.options.session_timeout)
         self.throttle = LoginThrottle(self.options.login_attempts, self.options.login_pause)
         self.users = {u.username: u.password_hash for u in self.options.users}
@@ -72,18 +70,25 @@ class Console:
     # -- plumbing ------------------------------------------------------------------------
 
     @property
-    def gw(self) -> Gateway:
-        gw = self.plugin.context.gateway
-        if gw is None:
+    def control(self) -> Control:
+        control = self.plugin.context.control
+        if control is None:
             raise RuntimeError("the console runs only inside `pipeline serve`")
-        return gw
+        return control
+
+    @property
+    def queue(self) -> QueueBackend:
+        queue = self.plugin.context.queue
+        if queue is None:
+            raise RuntimeError("the console runs only with the queue open")
+        return queue
 
     def now(self) -> float:
         return self.plugin.context.clock.now()
 
     def editor(self) -> ConfigEditor | None:
-        source = Path(self.gw.config.source)
-        return ConfigEditor(source, lambda _path: self.gw.reload()) if source.is_file() else None
+        source = Path(self.control.config_source)
+        return ConfigEditor(source, lambda _path: self.control.reload()) if source.is_file() else None
 
     def secure(self, request: Request) -> bool:
         if self.options.secure_cookies == "auto":
@@ -97,7 +102,8 @@ class Console:
             session.flash = None
         html = self.env.get_template(template).render(
             request=request, session=session, user=getattr(session, "user", None), flash=flash,
-            csrf=getattr(session, "csrf", ""), hostname=self.gw.settings.hostname, path=request.url.path, **ctx,
+            csrf=getattr(session, "csrf", ""), hostname=self.plugin.context.settings.hostname,
+            path=request.url.path, **ctx,
         )
         response = HTMLResponse(html, status_code=status, headers=HEADERS)
         if session is not None:
@@ -199,13 +205,13 @@ class Console:
         state = request.query_params.get("state") or None
         state = state if state in STATES else None
         q = (request.query_params.get("q") or "").strip().lower()
-        rows = await self.gw.queue.list(state=state, limit=1000)
+        rows = await self.queue.list(state=state, limit=1000)
         if q:
             kept = []
             for row in rows:
                 hay = f"{row.id} {row.sender}".lower()
                 if q not in hay:
-                    detail = await self.gw.queue.get(row.id)
+                    detail = await self.queue.get(row.id)
                     hay += " ".join(r.address.lower() for r in detail.message.recipients) if detail else ""
                 if q in hay:
                     kept.append(row)
@@ -213,7 +219,7 @@ class Console:
         return self.render(request, "queues.html", session, rows=rows, state=state or "", q=q, states=STATES)
 
     async def message(self, request: Request, session: Any) -> Response:
-        detail = await self.gw.queue.get(request.path_params["message_id"])
+        detail = await self.queue.get(request.path_params["message_id"])
         if detail is None:
             return self.render(request, "notfound.html", session, status=404,
                                what=f"message {request.path_params['message_id']}")
@@ -221,7 +227,7 @@ class Console:
 
     async def message_action(self, request: Request, session: Any) -> Response:
         mid, action = request.path_params["message_id"], request.path_params["action"]
-        queue, now = self.gw.queue, self.now()
+        queue, now = self.queue, self.now()
         if action == "retry":
             n = await queue.retry_now([mid], now)
         elif action == "hold":
@@ -233,16 +239,16 @@ class Console:
         else:
             return Response("unknown action", status_code=404, headers=HEADERS)
         if action in ("retry", "release"):
-            self.gw.scheduler.wake(force=True)
+            self.control.wake(force=True)
         self.plugin.log.info("console: %s %s by %s (%d)", action, mid, session.user, n)
-        self.gw.events.emit(f"console.{action}", f"{mid}: {action} by console user {session.user}",
+        self.plugin.context.emit(f"console.{action}", f"{mid}: {action} by console user {session.user}",
                             message=mid, user=session.user)
         session.flash = f"{action}: {mid}: {n} recipient(s)" if action != "delete" else f"deleted {mid}"
         return self.redirect("/queues" if action == "delete" else f"/queues/{mid}")
 
     async def retry_all(self, request: Request, session: Any) -> Response:
-        n = await self.gw.queue.retry_now(None, self.now())
-        self.gw.scheduler.wake(force=True)
+        n = await self.queue.retry_now(None, self.now())
+        self.control.wake(force=True)
         session.flash = f"retry now: {n} recipient(s) due"
         return self.redirect("/queues")
 
@@ -265,7 +271,7 @@ class Console:
         qp = request.query_params
         f = {k: (qp.get(k) or "").strip() for k in ("sender", "recipient", "since", "until", "outcome", "message")}
         since, until = self._since(f["since"]), self._since(f["until"])
-        rows = await self.gw.queue.attempts(
+        rows = await self.queue.attempts(
             limit=500, sender=f["sender"] or None, recipient=f["recipient"] or None, since=since,
             outcome=f["outcome"] if f["outcome"] in OUTCOMES else None, message=f["message"] or None,
         )
@@ -279,7 +285,7 @@ class Console:
         kind = (request.query_params.get("kind") or "").strip()
         level = request.query_params.get("level") or ""
         since = self._since(request.query_params.get("since") or "")
-        events = await self.gw.queue.events(since=since, limit=500, kind=kind or None,
+        events = await self.queue.events(since=since, limit=500, kind=kind or None,
                                             level=level if level in LEVELS else None)
         return self.render(request, "events.html", session, events=list(reversed(events)), kind=kind,
                            level=level, levels=LEVELS, since=request.query_params.get("since") or "")
@@ -287,11 +293,11 @@ class Console:
     # -- sessions ----------------------------------------------------------------------------
 
     async def sessions(self, request: Request, session: Any) -> Response:
-        return self.render(request, "sessions.html", session, live=self.gw.sessions.snapshot(),
+        return self.render(request, "sessions.html", session, live=self.control.sessions.snapshot(),
                            refresh_ms=int(self.options.refresh * 1000))
 
     async def sessions_live(self, request: Request, session: Any) -> Response:
-        html = self.env.get_template("_sessions.html").render(live=self.gw.sessions.snapshot())
+        html = self.env.get_template("_sessions.html").render(live=self.control.sessions.snapshot())
         return HTMLResponse(html, headers=HEADERS)
 
     # -- statistics --------------------------------------------------------------------------
@@ -299,7 +305,7 @@ class Console:
     async def sample(self) -> None:
         """Remember the queue depth and the oldest message's age now (for the depth chart)."""
         now = self.now()
-        st = await self.gw.queue.stats(since=now, now=now)
+        st = await self.queue.stats(since=now, now=now)
         self.samples.append((now, st.queue_depth, (now - st.oldest) if st.oldest else 0.0))
 
     async def stats(self, request: Request, session: Any) -> Response:
@@ -311,11 +317,11 @@ class Console:
         series: dict[str, list[int]] = {name: [] for name in SERIES}
         for i in range(24):
             since = start + i * hour
-            st = await self.gw.queue.stats(since=since, now=min(now, since + hour - 0.001))
+            st = await self.queue.stats(since=since, now=min(now, since + hour - 0.001))
             labels.append(datetime.fromtimestamp(since, UTC).strftime("%H:00"))
             for name in SERIES:
                 series[name].append(int(st.outcomes.get(name, 0)))
-        day = await self.gw.queue.stats(since=now - 24 * hour, now=now)
+        day = await self.queue.stats(since=now - 24 * hour, now=now)
         samples = list(self.samples)[-120:]
         depth = [(datetime.fromtimestamp(t, UTC).strftime("%H:%M"), float(d)) for t, d, _ in samples]
         age = [(datetime.fromtimestamp(t, UTC).strftime("%H:%M"), a / 60) for t, _, a in samples]
@@ -359,7 +365,7 @@ class Console:
         who = session.user
         if changed:
             self.plugin.log.info("console: %s saved Outgoing Mail (%s)", who, ", ".join(changed))
-            self.gw.events.emit("console.saved", f"Outgoing Mail saved by {who}: {', '.join(changed)}",
+            self.plugin.context.emit("console.saved", f"Outgoing Mail saved by {who}: {', '.join(changed)}",
                                 user=who, fields=changed)
             session.flash = f"Saved and applied: {', '.join(changed)}."
         else:
@@ -376,7 +382,7 @@ class Console:
             session.flash = "Undo failed: " + "; ".join(exc.errors.values())
             return self.redirect("/outgoing")
         if done:
-            self.gw.events.emit("console.undo", f"Outgoing Mail: last save undone by {session.user}",
+            self.plugin.context.emit("console.undo", f"Outgoing Mail: last save undone by {session.user}",
                                 user=session.user)
         session.flash = "Undone: the previously saved settings are back in effect." if done else "Nothing to undo."
         return self.redirect("/outgoing")

@@ -6,9 +6,11 @@ Modules, by concern:
 * ``mx``       - MX lookup through the configured DNS servers, ordering, implicit MX, loop check;
 * ``dnsfail``  - which DNS failures are permanent and which temporary, and their replies;
 * ``hosts``    - address order per host and a happy-eyeballs connect (IPv6/IPv4);
-* ``session``  - greeting, EHLO, opportunistic or required STARTTLS on a connected socket;
-* ``pool``     - per-domain and total concurrency limits, reuse of sessions per MX host;
+* ``limits``   - per-domain and total concurrency limits;
 * ``attempt``  - one attempt for one domain: walk the MX hosts until one takes the mail.
+
+Sessions (greeting, EHLO, STARTTLS), their reuse per MX host and the
+transaction are the shared outbound stack in ``plugins/outbound``.
 
 ``route`` groups recipients by domain (one route, so one transaction, per
 domain per attempt); ``deliver`` looks the MX hosts up at delivery time, so a
@@ -24,13 +26,15 @@ from mailpipe.core.errors import Reply
 from mailpipe.core.hookspecs import hookimpl
 from mailpipe.core.message import Credentials, Message, RecipientResult, Route
 from mailpipe.core.plugin import Plugin, PluginContext
+from mailpipe.plugins.outbound.pool import ConnectionPool
+from mailpipe.plugins.outbound.session import ClientSettings
+from mailpipe.plugins.outbound.tls import TlsPolicy
 
-from .attempt import attempt
+from .attempt import Dialing, attempt
 from .dnsfail import DnsFailure
-from .mx import MxHost, MxResolver, Myself
+from .limits import Limits
+from .mx import MxResolver, Myself
 from .options import DirectOptions
-from .pool import Limits, SessionPool
-from .session import SessionSettings
 
 __all__ = ["DirectOptions", "DirectPlugin"]
 
@@ -61,18 +65,16 @@ class DirectPlugin(Plugin):
         delivery = context.settings.delivery
         self.port = o.port or delivery.port
         timeout = o.timeout or delivery.timeout
-        self.session_settings = SessionSettings(
-            helo=context.settings.hostname, port=self.port, timeout=timeout,
-            connect_timeout=o.connect_timeout or timeout, tls=o.tls, prefer_ipv6=o.prefer_ipv6,
-            happy_eyeballs_delay=o.happy_eyeballs_delay,
-        )
+        # the certificate is never checked: a name the MX lookup gave cannot be trusted anyway
+        settings = ClientSettings(context.settings.hostname, timeout, TlsPolicy(o.tls, verify=False))
+        self.dialing = Dialing(self.port, settings, o.connect_timeout or timeout, o.prefer_ipv6, o.happy_eyeballs_delay)
         self.resolver = MxResolver(o.nameservers, timeout=o.dns_timeout, ip_version=o.ip_version)
         own_name = context.settings.hostname.lower().rstrip(".")
         self.myself = Myself(frozenset({own_name}), self._listen_endpoints())
         self.limits = Limits(o.max_connections, o.max_connections_per_domain)
-        self.pool = SessionPool(
-            enabled=o.connection_reuse, idle_timeout=o.idle_timeout,
-            max_messages=o.max_messages_per_connection, probe_timeout=min(timeout, 10.0),
+        self.pool = ConnectionPool(
+            max_connections=o.max_connections, max_messages=o.max_messages_per_connection,
+            idle_timeout=o.idle_timeout, probe_timeout=min(timeout, 10.0), reuse=o.connection_reuse,
         )
 
     @property
@@ -132,13 +134,9 @@ class DirectPlugin(Plugin):
             return RecipientResult.for_all(route.recipients, failure.reply, route=label)
         hosts = plan.hosts[: self.opts.max_hosts_per_attempt]
         data = await message.body()
-
-        def host_failed(host: MxHost, reply: Reply) -> None:
-            self.log.info("%s: %s for %s: %s; trying the next MX host", message.id, host.name, domain, reply)
-
         async with self.limits.slot(domain):
             return await attempt(message, route.recipients, hosts, data, pool=self.pool,
-                                 cfg=self.session_settings, route=label, on_host_failed=host_failed)
+                                 dialing=self.dialing, route=label, log=self.log)
 
     @hookimpl
     async def explain_route(self, route: Route) -> dict[str, Any] | None:
@@ -174,4 +172,4 @@ class DirectPlugin(Plugin):
     @hookimpl
     async def shutdown(self) -> None:
         """Called by the gateway when it stops: QUIT the sessions kept for reuse."""
-        await self.pool.close_all()
+        await self.pool.close()

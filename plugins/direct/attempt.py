@@ -4,78 +4,71 @@ The next host is tried when a host cannot be connected to (refused,
 unreachable, timed out), greets with anything but 220 (421 included), fails
 EHLO/STARTTLS, or answers *every* recipient with a temporary failure before
 anything was delivered. A permanent answer, or any delivered recipient, ends
-the attempt with those per-recipient outcomes. When every host failed, each
-recipient gets the last host's outcome (always temporary for connection-level
-failures), so the retry policy tries again later.
+the attempt with those per-recipient outcomes. When every host failed to give a
+session, each recipient gets a temporary outcome naming what each host did, so
+the retry policy tries again later.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailpipe.core.errors import Reply
 from mailpipe.core.message import Message, Outcome, RecipientResult
-from mailpipe.plugins.outbound.transaction import send
+from mailpipe.plugins.outbound.pool import ConnectionPool, Opener, PoolKey
+from mailpipe.plugins.outbound.replies import OutboundError, none_usable
+from mailpipe.plugins.outbound.session import ClientSettings, open_session
+from mailpipe.plugins.outbound.transaction import reusable, send
 
+from .hosts import connect_first, interleave
 from .mx import MxHost
-from .pool import SessionPool
-from .session import HostFailed, SessionSettings, open_session
-
-log = logging.getLogger("mailpipe.plugins.direct")
 
 
-@dataclass
-class HostTrail:
-    """What happened at one host of an attempt (for logs and the final reply)."""
+@dataclass(frozen=True)
+class Dialing:
+    """How MX hosts are reached: port, session settings, connect time-out, address order and stagger."""
 
-    host: str
-    reply: Reply
+    port: int
+    settings: ClientSettings
+    connect_timeout: float
+    prefer_ipv6: bool = True
+    happy_eyeballs_delay: float = 0.3
 
-
-def reusable(results: list[RecipientResult]) -> bool:
-    """Whether the session is still in a known state: no 421 and no lost or timed-out connection."""
-    return not any(r.reply.code == 421 or r.reply.enhanced == "4.4.2" for r in results)
+    def open(self, host: MxHost) -> Opener:
+        """A pool opener for ``host``: race its addresses, then greeting, EHLO, TLS."""
+        addresses = interleave(list(host.addresses), prefer_ipv6=self.prefer_ipv6)
+        connect = functools.partial(connect_first, host.name, addresses, self.port,
+                                    timeout=self.connect_timeout, delay=self.happy_eyeballs_delay)
+        return functools.partial(open_session, host.name, self.port, self.settings, connect=connect)
 
 
 async def attempt(
     message: Message, recipients: list[str], hosts: list[MxHost], data: bytes, *,
-    pool: SessionPool, cfg: SessionSettings, route: str,
-    on_host_failed: Callable[[MxHost, Reply], None] | None = None,
+    pool: ConnectionPool, dialing: Dialing, route: str, log: logging.Logger,
 ) -> list[RecipientResult]:
-    """Deliver ``data`` to ``recipients`` through the first of ``hosts`` that takes it."""
-    trail: list[HostTrail] = []
+    """Deliver ``data`` to ``recipients`` through the first of ``hosts`` that takes it (called by ``deliver``)."""
+    failures: list[tuple[str, Reply]] = []
     last_results: list[RecipientResult] | None = None
     for host in hosts:
-        session = await pool.take(host.name, cfg.port)
-        if session is None:
-            try:
-                session = await open_session(host.name, list(host.addresses), cfg)
-            except HostFailed as exc:
-                trail.append(HostTrail(host.name, exc.reply))
-                if on_host_failed is not None:
-                    on_host_failed(host, exc.reply)
-                continue
-            pool.opened += 1
-        results = await send(
-            session.client, message, recipients, data, host=host.name, addr=session.address, route=route,
-        )
-        await pool.give_back(session, reusable=reusable(results))
-        if all(r.outcome is Outcome.TEMPORARY for r in results):
-            last_results = results
-            trail.append(HostTrail(host.name, results[0].reply))
-            if on_host_failed is not None:
-                on_host_failed(host, results[0].reply)
+        try:
+            session = await pool.acquire(PoolKey(host.name, dialing.port, dialing.settings.tls), dialing.open(host))
+        except OutboundError as exc:
+            failures.append((host.name, exc.reply))
+            log.info("%s: %s for %s: %s; trying the next MX host", message.id, host.name, route, exc.reply)
             continue
-        return results
+        results: list[RecipientResult] = []
+        try:
+            results = await send(session, message, recipients, data, route=route)
+        finally:
+            pool.release(session, reusable=reusable(results))
+        if not all(r.outcome is Outcome.TEMPORARY for r in results):
+            return results
+        last_results = results
+        log.info("%s: %s for %s: %s; trying the next MX host", message.id, host.name, route, results[0].reply)
     if last_results is not None:
         return last_results
-    final = trail[-1].reply if trail else Reply(451, "4.4.0", "no MX host to try")
-    if len(trail) > 1:
-        earlier = "; ".join(f"{t.host}: {t.reply}" for t in trail[:-1])
-        final = Reply(final.code, final.enhanced, f"{final.text} (also tried {earlier})"[:900])
-    if final.code >= 500:  # connection-level failures never bounce: another attempt may find a host
-        final = Reply(451, "4.4.0", final.text)
-    host = trail[-1].host if trail else None
-    return [RecipientResult(r, Outcome.TEMPORARY, final, host, None, route) for r in recipients]
+    final = none_usable(failures, "MX host")
+    last_host = failures[-1][0] if failures else None
+    return [RecipientResult(r, Outcome.TEMPORARY, final, last_host, None, route) for r in recipients]

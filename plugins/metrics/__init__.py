@@ -32,7 +32,7 @@ from mailpipe.core.hookspecs import hookimpl
 from mailpipe.core.message import Message
 from mailpipe.core.plugin import Plugin, PluginContext
 from mailpipe.core.settings import Strict, split_host_port
-from mailpipe.plugins.console.server import AppServer
+from mailpipe.plugins.asgi_server import AppServer
 
 OUTCOMES = {"message.delivered": "delivered", "message.deferred": "deferred", "message.bounced": "bounced",
             "message.dropped": "dropped"}
@@ -131,15 +131,15 @@ class MetricsPlugin(Plugin):
             self.oldest.set(max(0.0, now - st.oldest) if st.oldest else 0.0)
             for state in ("pending", "deferred", "held"):
                 self.waiting.labels(state).set(st.recipients.get(state, 0))
-        if ctx.gateway is not None:
-            for direction, n in ctx.gateway.sessions.counts().items():
+        if ctx.control is not None:
+            for direction, n in ctx.control.sessions.counts().items():
                 self.sessions.labels(direction).set(n)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     @hookimpl
     async def startup(self, context: PluginContext) -> None:
         """Called by the gateway once the queue is open: serve /metrics on ``listen``."""
-        if context.gateway is None:
+        if context.control is None:
             return
         host, port = split_host_port(self.opts.listen)
         app = Starlette(routes=[Route("/metrics", self.scrape)])

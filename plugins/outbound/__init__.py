@@ -1,9 +1,11 @@
-"""Shared outbound SMTP client pieces for the delivery plugins (smarthost, direct).
+"""The one outbound SMTP client, used by both delivery plugins (``smarthost`` and ``direct``).
 
-``tls`` builds client TLS contexts; ``transaction`` runs MAIL/RCPT/DATA on a
-connected client and turns every reply into per-recipient outcomes;
-``replies`` maps client-side failures to replies; ``connection`` opens a
-smarthost connection (greeting, EHLO, STARTTLS) and maps failures of those
-steps to replies (``direct`` opens its sockets itself, for happy eyeballs, in
-``plugins/direct/session.py``).
+Lower to higher: ``replies`` (the error vocabulary: ``OutboundError`` and every
+client-side failure mapped to its reply), ``tls`` (the TLS policy and its
+context), ``session`` (connect or take a connected socket, greeting, EHLO with
+HELO fallback, STARTTLS per policy, AUTH), ``pool`` (sessions kept for reuse
+per destination, port, TLS policy and login, under a cap), ``transaction``
+(MAIL/RCPT/DATA on a session, an outcome per recipient). The plugins keep only
+what is theirs: direct the MX lookup and the address race, smarthost the server
+order and the login modes.
 """

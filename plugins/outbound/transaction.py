@@ -9,6 +9,7 @@ final outcome.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import aiosmtplib
@@ -17,6 +18,7 @@ from mailpipe.core.errors import Reply
 from mailpipe.core.message import Message, Outcome, RecipientResult
 
 from .replies import reply_for
+from .session import Session
 
 
 def mail_options(client: aiosmtplib.SMTP, message: Message, size: int) -> list[str] | Reply:
@@ -34,11 +36,20 @@ def mail_options(client: aiosmtplib.SMTP, message: Message, size: int) -> list[s
     return opts
 
 
+def reusable(results: list[RecipientResult]) -> bool:
+    """Whether a session is in a known state after ``send``: it finished, no 421, no lost or timed-out connection."""
+    return bool(results) and not any(r.reply.code == 421 or r.reply.enhanced == "4.4.2" for r in results)
+
+
 async def send(
-    client: aiosmtplib.SMTP, message: Message, recipients: list[str], data: bytes, *,
-    host: str, addr: str | None, route: str,
+    session: Session, message: Message, recipients: list[str], data: bytes, *, route: str,
 ) -> list[RecipientResult]:
-    """Run MAIL, RCPT for each recipient, DATA; return one result per recipient."""
+    """Run MAIL, RCPT for each recipient, DATA on ``session``; return one result per recipient.
+
+    Called by the delivery plugins' ``deliver``; ``route`` is the label the
+    results carry. Never raises for the server's sake: every failure is an outcome.
+    """
+    client, host, addr = session.client, session.peer, session.address
     started = time.monotonic()
     results: dict[str, Reply] = {}
 
@@ -59,7 +70,8 @@ async def send(
     try:
         await client.mail(message.sender, options=opts, encoding=encoding)
     except aiosmtplib.SMTPResponseException as exc:
-        await _rset(client)
+        with contextlib.suppress(Exception):  # a failing connection is closed by the pool
+            await client.rset()
         return fail_rest(reply_for(exc, "MAIL FROM", host))
     except Exception as exc:  # noqa: BLE001 - any failure of the connection
         return fail_rest(reply_for(exc, "MAIL FROM", host))
@@ -73,7 +85,8 @@ async def send(
         except Exception as exc:  # noqa: BLE001
             return fail_rest(reply_for(exc, "RCPT TO", host))
     if not accepted:
-        await _rset(client)
+        with contextlib.suppress(Exception):
+            await client.rset()
         return finish()
     try:
         response = await client.data(data)
@@ -88,10 +101,3 @@ async def send(
     for rcpt in accepted:
         results[rcpt] = final
     return finish()
-
-
-async def _rset(client: aiosmtplib.SMTP) -> None:
-    try:
-        await client.rset()
-    except Exception:  # noqa: BLE001 - the connection will be closed by the caller
-        pass

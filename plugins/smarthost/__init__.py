@@ -4,13 +4,15 @@ Routes every recipient it is offered (or only those of ``domains``) to the
 configured servers, logs in the way the ISP wants (``auth.mode``) and delivers
 over pooled connections. The pieces: ``options`` (config), ``servers``
 (several servers in order), ``auth`` (SMTP AUTH and XOAUTH2 tokens), ``pop3``
-(POP-before-SMTP), ``pool`` (connection reuse), ``alerts`` (events that do
-not repeat for every message).
+(POP-before-SMTP), ``alerts`` (events that do not repeat for every message).
+Sessions, their pool and the transaction are the shared outbound stack in
+``plugins/outbound``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,16 +21,17 @@ from mailpipe.core.hookspecs import hookimpl
 from mailpipe.core.message import Credentials, Message, Outcome, RecipientResult, Route
 from mailpipe.core.plugin import Plugin, PluginContext
 from mailpipe.core.settings import Account
-from mailpipe.plugins.outbound.connection import Endpoint
-from mailpipe.plugins.outbound.tls import client_context
-from mailpipe.plugins.outbound.transaction import send
+from mailpipe.plugins.outbound.pool import ConnectionPool, PoolKey
+from mailpipe.plugins.outbound.replies import OutboundError
+from mailpipe.plugins.outbound.session import ClientSettings, Login, Session
+from mailpipe.plugins.outbound.tls import TlsPolicy
+from mailpipe.plugins.outbound.transaction import reusable, send
 
 from .alerts import Alerts
 from .auth import LoginFailed, smtp_login
 from .options import AuthOptions, SmarthostOptions
-from .pool import ConnectionPool, PooledConnection
 from .pop3 import Pop3LoginFailed, PopLogins, pop3_login
-from .servers import SmarthostUnavailable, connect_first
+from .servers import open_first
 
 __all__ = ["SmarthostPlugin", "SmarthostOptions", "AuthOptions"]
 
@@ -49,17 +52,16 @@ class SmarthostPlugin(Plugin):
         super().__init__(options, context, instance_name=instance_name)
         opts = self.opts
         self.timeout = opts.timeout or context.settings.delivery.timeout
-        self.pool = ConnectionPool(opts.max_connections, opts.max_messages_per_connection, opts.idle_timeout,
-                                   rset_timeout=self.timeout)
+        self.pool = ConnectionPool(max_connections=opts.max_connections, max_messages=opts.max_messages_per_connection,
+                                   idle_timeout=opts.idle_timeout, probe_timeout=self.timeout)
         self.pop_logins = PopLogins(opts.auth.pop_login_window, context.clock.now)
         self.alerts = Alerts(context)
         self.accounts_problem = opts.accounts_problem(context.settings.accounts)
         self._blocked: dict[tuple[str, ...], _Blocked] = {}
         self._open_locks: dict[tuple[str, ...], asyncio.Lock] = {}
-        self._tls_context = None
-        if opts.tls != "none":
-            ca = context.resolve_path(opts.ca_file) if opts.ca_file else None
-            self._tls_context = client_context(verify=opts.verify, ca_file=ca)
+        tls = TlsPolicy("required" if opts.tls == "starttls" else opts.tls, verify=opts.verify,
+                        ca_file=context.resolve_path(opts.ca_file) if opts.ca_file else None)
+        self.session_settings = ClientSettings(context.settings.hostname, self.timeout, tls)
 
     @property
     def opts(self) -> SmarthostOptions:
@@ -67,13 +69,13 @@ class SmarthostPlugin(Plugin):
 
     # -- where mail goes --------------------------------------------------------------------
 
-    def endpoints(self) -> list[Endpoint]:
-        """The servers in the order they are tried."""
-        return [Endpoint(host, port, self.opts.tls)
-                for host, port in self.opts.endpoints(self.context.settings.delivery.port)]
+    def endpoints(self) -> list[tuple[str, int]]:
+        """The servers ``(host, port)`` in the order they are tried."""
+        return self.opts.endpoints(self.context.settings.delivery.port)
 
     def destination(self) -> str:
-        return ", ".join(f"{ep.host}:{ep.port}" for ep in self.endpoints())
+        """The servers as ``host:port, host:port`` (the route's destination and the pool's)."""
+        return ", ".join(f"{host}:{port}" for host, port in self.endpoints())
 
     def takes(self, recipient: str) -> bool:
         if not self.opts.domains:
@@ -95,7 +97,7 @@ class SmarthostPlugin(Plugin):
             return None
         opts, auth = self.opts, self.opts.auth
         facts: dict[str, Any] = {
-            "servers": [ep.label for ep in self.endpoints()],
+            "servers": [f"{host}:{port}" for host, port in self.endpoints()],
             "tls": opts.tls,
             "verify": opts.verify,
             "ca_file": str(opts.ca_file) if opts.ca_file else "system CAs",
@@ -165,7 +167,7 @@ class SmarthostPlugin(Plugin):
                              message=message.id)
             raise TemporaryError(text, 451, "4.7.1")
         return Credentials(account.username, account.password, auth.mechanism, None,
-                           f"sender-account:{account.username}", {"account": account.address})
+                           f"sender-account:{account.username}")
 
     def _sender_account(self, message: Message, route: Route) -> Account | None:
         """The account a message is sent under in ``sender-account`` mode.
@@ -213,7 +215,7 @@ class SmarthostPlugin(Plugin):
         del self._blocked[key]
         return None
 
-    async def _open_for(self, key: tuple[str, ...], credentials: Credentials) -> PooledConnection:
+    async def _open_for(self, key: tuple[str, ...], credentials: Credentials) -> Session:
         """A new connection; logins of one identity are made one at a time, so a wrong password
         found by the first of a burst of messages is not tried again by the others."""
         if not credentials.needs_auth:
@@ -224,22 +226,13 @@ class SmarthostPlugin(Plugin):
                 raise LoginFailed(reply, rejected=True, repeated=True)
             return await self._open(credentials)
 
-    async def _open(self, credentials: Credentials) -> PooledConnection:
-        client, endpoint = await connect_first(
-            self.endpoints(), helo=self.context.settings.hostname, timeout=self.timeout,
-            tls_context=self._tls_context)
-        mechanism = None
+    async def _open(self, credentials: Credentials) -> Session:
+        login: Login | None = None
         if credentials.needs_auth:
-            auth = self.opts.auth
-            token_command = auth.token_command if credentials.label.startswith("login:") else None
-            try:
-                mechanism = await smtp_login(
-                    client, credentials, host=endpoint.label, allow_plaintext=self.opts.allow_plaintext_auth,
-                    token_command=token_command, timeout=self.timeout)
-            except BaseException:
-                client.close()
-                raise
-        return PooledConnection(client, endpoint, mechanism=mechanism)
+            token_command = self.opts.auth.token_command if credentials.label.startswith("login:") else None
+            login = functools.partial(smtp_login, credentials=credentials, token_command=token_command,
+                                      allow_plaintext=self.opts.allow_plaintext_auth, timeout=self.timeout)
+        return await open_first(self.endpoints(), self.session_settings, login=login)
 
     def _login_failed(self, credentials: Credentials, key: tuple[str, ...], exc: LoginFailed) -> Reply:
         auth = self.opts.auth
@@ -271,30 +264,27 @@ class SmarthostPlugin(Plugin):
         if route.plugin != self.instance_name:
             return None
         label = f"smarthost:{route.destination}"
-        key = self.identity(credentials)
-        blocked = self._still_blocked(key)
+        identity = self.identity(credentials)
+        blocked = self._still_blocked(identity)
         if blocked is not None:
             return RecipientResult.for_all(route.recipients, blocked, route=label)
+        key = PoolKey(self.destination(), 0, self.session_settings.tls, identity)
         try:
-            conn = await self.pool.acquire(key, lambda: self._open_for(key, credentials))
-        except SmarthostUnavailable as exc:
-            return RecipientResult.for_all(route.recipients, exc.reply, remote_host=exc.host, route=label)
+            session = await self.pool.acquire(key, functools.partial(self._open_for, identity, credentials))
         except LoginFailed as exc:
-            reply = self._login_failed(credentials, key, exc)
+            reply = self._login_failed(credentials, identity, exc)
             return RecipientResult.for_all(route.recipients, reply, route=label)
+        except OutboundError as exc:
+            return RecipientResult.for_all(route.recipients, exc.reply, remote_host=exc.host, route=label)
         if credentials.needs_auth and self.alerts.clear("smarthost.login_failed", credentials.label):
             self.context.emit("smarthost.login_ok", f"smarthost login as {credentials.username} works again",
                               login=credentials.username)
-        reusable = False
+        results: list[RecipientResult] = []
         try:
-            data = await message.body()
-            results = await send(conn.client, message, route.recipients, data, host=conn.endpoint.label,
-                                 addr=None, route=label)
-            results = [self._auth_required(r, credentials) for r in results]
-            reusable = conn.client.is_connected and not any(r.reply.code == 421 for r in results)
-            return results
+            results = await send(session, message, route.recipients, await message.body(), route=label)
         finally:
-            self.pool.release(conn, reusable=reusable)
+            self.pool.release(session, reusable=reusable(results))
+        return [self._auth_required(r, credentials) for r in results]
 
     def _auth_required(self, result: RecipientResult, credentials: Credentials) -> RecipientResult:
         """530 (authentication required) means the auth settings do not fit the ISP: temporary, with an event."""
@@ -313,7 +303,3 @@ class SmarthostPlugin(Plugin):
     async def shutdown(self) -> None:
         """Called by the gateway when it stops: QUIT every pooled connection."""
         await self.pool.close()
-
-    def stats(self) -> dict[str, Any]:
-        """Pool counters (for tests and diagnostics)."""
-        return {"open": self.pool.count, "idle": self.pool.idle_count, "opened": self.pool.opened}

@@ -1,8 +1,9 @@
 """SMTP AUTH with the smarthost: mechanism choice, XOAUTH2 tokens, failures without secrets.
 
 ``smtp_login`` logs a connected client in with ``Credentials`` and raises
-``LoginFailed`` (carrying a reply that is always temporary: a refused login is
-a configuration problem, not the message's) when it cannot. Nothing it raises
+``LoginFailed`` (an ``OutboundError`` whose reply is always temporary: a
+refused login is a configuration problem, not the message's; and never worth
+trying on the next server) when it cannot. Nothing it raises
 or returns contains the password or token: replies are rebuilt from the
 server's code and a scrubbed text, and exception chains are cut.
 """
@@ -18,13 +19,13 @@ import aiosmtplib
 from mailpipe.core.errors import Reply
 from mailpipe.core.message import Credentials
 
-from ..outbound.replies import reply_for
+from ..outbound.replies import OutboundError, reply_for
 
 #: Password mechanisms in order of preference for ``mechanism: auto`` (strongest first).
 AUTO_ORDER = ("cram-md5", "plain", "login")
 
 
-class LoginFailed(Exception):
+class LoginFailed(OutboundError):
     """The smarthost login could not be made; ``reply`` is temporary and free of secrets.
 
     ``rejected`` is true when the server refused the name/password (535 and
@@ -33,8 +34,7 @@ class LoginFailed(Exception):
     """
 
     def __init__(self, reply: Reply, *, rejected: bool, repeated: bool = False) -> None:
-        super().__init__(str(reply))
-        self.reply = reply
+        super().__init__(reply, next_host=False)
         self.rejected = rejected
         self.repeated = repeated
 

@@ -4,44 +4,33 @@ The next server is tried when one is unreachable, does not answer in time,
 fails TLS, or answers 4xx or 5xx at connect, greeting, EHLO or STARTTLS. When
 none works the failure is temporary (451): a smarthost that turns the gateway
 away says nothing about the message, so the mail stays queued and the retry
-policy decides how long it may wait.
+policy decides how long it may wait. A failed login is not tried on the next
+server (it would fail there too, and count against the account).
 """
 
 from __future__ import annotations
 
-import ssl
-
-import aiosmtplib
-
 from mailpipe.core.errors import Reply
 
-from ..outbound.connection import ConnectFailed, Endpoint, open_connection
+from ..outbound.replies import OutboundError, none_usable
+from ..outbound.session import ClientSettings, Login, Session, open_session
 
 
-class SmarthostUnavailable(Exception):
-    """No listed server could be reached; ``reply`` (temporary) tells what each one did."""
+async def open_first(
+    servers: list[tuple[str, int]], settings: ClientSettings, *, login: Login | None = None,
+) -> Session:
+    """A session (greeted, EHLO, STARTTLS, logged in) with the first of ``servers`` that works.
 
-    def __init__(self, reply: Reply, host: str | None) -> None:
-        super().__init__(str(reply))
-        self.reply = reply
-        self.host = host
-
-
-async def connect_first(
-    endpoints: list[Endpoint], *, helo: str, timeout: float, tls_context: ssl.SSLContext | None,
-) -> tuple[aiosmtplib.SMTP, Endpoint]:
-    """A connected client (after greeting, EHLO, STARTTLS) to the first server that works."""
-    failures: list[tuple[Endpoint, Reply]] = []
-    for endpoint in endpoints:
+    Called by the smarthost plugin when its pool has no idle session for a
+    login. Raises ``OutboundError``: the login's failure as it is, or a
+    temporary reply naming what each server did.
+    """
+    failures: list[tuple[str, Reply]] = []
+    for host, port in servers:
         try:
-            client = await open_connection(endpoint, helo=helo, timeout=timeout, tls_context=tls_context)
-            return client, endpoint
-        except ConnectFailed as exc:
-            failures.append((endpoint, exc.reply))
-    if len(failures) == 1:
-        endpoint, reply = failures[0]
-        if reply.temporary:
-            raise SmarthostUnavailable(reply, endpoint.host)
-        raise SmarthostUnavailable(Reply(451, "4.4.0", f"smarthost unusable: {reply}"), endpoint.host)
-    text = "; ".join(f"{ep.label}: {reply}" for ep, reply in failures)
-    raise SmarthostUnavailable(Reply(451, "4.4.1", f"no smarthost server usable: {text}"), failures[-1][0].host)
+            return await open_session(host, port, settings, login=login)
+        except OutboundError as exc:
+            if not exc.next_host:
+                raise
+            failures.append((f"{host}:{port}", exc.reply))
+    raise OutboundError(none_usable(failures, "smarthost server"), host=servers[-1][0], next_host=False)

@@ -7,8 +7,8 @@
 - ``stats``: counts per outcome over a period, the queue depth and the oldest
   queued message.
 
-Each reads the queue only (no running server needed) and takes ``--json``.
-``--since`` takes a duration back from now (``30m``, ``2h``, ``7d``) or a date
+Each opens the queue alone (no running server needed, no chain plugin built) and takes
+``--json``. ``--since`` takes a duration back from now (``30m``, ``2h``, ``7d``) or a date
 and time in UTC (``2024-05-01`` or ``2024-05-01T10:00``).
 """
 
@@ -21,16 +21,20 @@ from typing import Any
 
 import click
 
-from .cli import _config_option, _json, _load, _ts, _with_queue
-from .dsn import human_duration
-from .durations import format_duration, parse_duration
+from ..durations import format_duration, parse_duration
+from .options import config_option, json_option, load
+from .output import echo_json, timestamp
+from .runner import with_queue
 
 OUTCOMES = ["delivered", "deferred", "bounced", "expired", "dropped", "temporary", "permanent"]
 ACTIONS = ["delivered", "deferred", "bounced", "expired", "dropped"]
 
 
 def parse_since(value: str | None, now: float) -> float | None:
-    """``2h`` -> two hours before ``now``; ``2024-05-01[T10:00]`` -> that time (UTC); None stays None."""
+    """``2h`` -> two hours before ``now``; ``2024-05-01[T10:00]`` -> that time (UTC); None stays None.
+
+    Called by the ``--since`` options; anything else is a ``click.BadParameter`` (exit status 2).
+    """
     if value is None:
         return None
     try:
@@ -49,40 +53,6 @@ def parse_since(value: str | None, now: float) -> float | None:
 
 _since_option = click.option("--since", metavar="WHEN",
                              help="from this long ago (30m, 2h, 7d) or this UTC date/time (2024-05-01T10:00)")
-_json_option = click.option("--json", "as_json", is_flag=True, help="print as JSON")
-
-
-@click.command("log")
-@_config_option
-@click.option("-m", "--message", "message_id", metavar="ID", help="attempts of this message")
-@click.option("--sender", metavar="ADDRESS", help="attempts of mail from this envelope sender")
-@click.option("--recipient", metavar="ADDRESS", help="attempts for this recipient")
-@_since_option
-@click.option("--outcome", type=click.Choice(OUTCOMES),
-              help="delivered, deferred, bounced, expired, dropped (what the attempt led to) "
-                   "or temporary, permanent (the kind of reply)")
-@click.option("--limit", default=200, show_default=True, help="show the newest N attempts")
-@_json_option
-@click.pass_context
-def log_cmd(ctx: click.Context, message_id: str | None, sender: str | None, recipient: str | None,
-            since: str | None, outcome: str | None, limit: int, as_json: bool) -> None:
-    """The message log: every delivery attempt of every recipient, oldest first."""
-    filters: dict[str, Any] = {"message": message_id, "sender": sender, "recipient": recipient,
-                               "since": parse_since(since, time.time()), "outcome": outcome}
-    rows = _with_queue(lambda q, _gw: q.attempts(limit=limit, **filters), _load(ctx))
-    if as_json:
-        _json([{**asdict(a), "reply": _reply(a.code, a.enhanced, a.text)} for a in rows])
-        return
-    if not rows:
-        click.echo("no attempts match")
-        return
-    for a in rows:
-        host = ""
-        if a.remote_host:
-            host = f" {a.remote_host}" + (f" [{a.remote_addr}]" if a.remote_addr else "")
-        click.echo(f"{_ts(a.time)}  {a.message_id}  <{a.sender}> -> <{a.recipient}>  "
-                   f"{_what(a.action, a.outcome)}  via {a.route}{host}  {a.duration:.2f}s")
-        click.echo(f"    {_reply(a.code, a.enhanced, a.text)}")
 
 
 def _what(action: str, outcome: str) -> str:
@@ -91,45 +61,81 @@ def _what(action: str, outcome: str) -> str:
 
 
 def _reply(code: int | None, enhanced: str | None, text: str) -> str:
+    """``550 5.1.1 user unknown`` with the parts that are there."""
     return " ".join(str(p) for p in (code, enhanced, text) if p)
 
 
+@click.command("log")
+@config_option
+@click.option("-m", "--message", "message_id", metavar="ID", help="attempts of this message")
+@click.option("--sender", metavar="ADDRESS", help="attempts of mail from this envelope sender")
+@click.option("--recipient", metavar="ADDRESS", help="attempts for this recipient")
+@_since_option
+@click.option("--outcome", type=click.Choice(OUTCOMES),
+              help="delivered, deferred, bounced, expired, dropped (what the attempt led to) "
+                   "or temporary, permanent (the kind of reply)")
+@click.option("--limit", default=200, show_default=True, help="show the newest N attempts")
+@json_option
+@click.pass_context
+def log_cmd(ctx: click.Context, message_id: str | None, sender: str | None, recipient: str | None,
+            since: str | None, outcome: str | None, limit: int, as_json: bool) -> None:
+    """The message log: every delivery attempt of every recipient, oldest first."""
+    filters: dict[str, Any] = {"message": message_id, "sender": sender, "recipient": recipient,
+                               "since": parse_since(since, time.time()), "outcome": outcome}
+    rows = with_queue(load(ctx), lambda q: q.attempts(limit=limit, **filters))
+    if as_json:
+        echo_json([{**asdict(a), "reply": _reply(a.code, a.enhanced, a.text)} for a in rows])
+        return
+    if not rows:
+        click.echo("no attempts match")
+        return
+    for a in rows:
+        host = ""
+        if a.remote_host:
+            host = f" {a.remote_host}" + (f" [{a.remote_addr}]" if a.remote_addr else "")
+        click.echo(f"{timestamp(a.time)}  {a.message_id}  <{a.sender}> -> <{a.recipient}>  "
+                   f"{_what(a.action, a.outcome)}  via {a.route}{host}  {a.duration:.2f}s")
+        click.echo(f"    {_reply(a.code, a.enhanced, a.text)}")
+
+
 @click.command("events")
-@_config_option
+@config_option
 @_since_option
 @click.option("--kind", metavar="KIND", help="this kind or family (message.expired, dsn)")
 @click.option("--level", type=click.Choice(["debug", "info", "warning", "error"]),
               help="only events at this level or above")
 @click.option("--limit", default=200, show_default=True, help="show the newest N events")
-@_json_option
+@json_option
 @click.pass_context
 def events_cmd(ctx: click.Context, since: str | None, kind: str | None, level: str | None, limit: int,
                as_json: bool) -> None:
     """The event log of the gateway itself, oldest first."""
     start = parse_since(since, time.time())
-    rows = _with_queue(lambda q, _gw: q.events(since=start, limit=limit, kind=kind, level=level), _load(ctx))
+    rows = with_queue(load(ctx), lambda q: q.events(since=start, limit=limit, kind=kind, level=level))
     if as_json:
-        _json([asdict(e) for e in rows])
+        echo_json([asdict(e) for e in rows])
         return
     if not rows:
         click.echo("no events match")
         return
     for e in rows:
-        click.echo(f"{_ts(e.time)}  {e.level:7}  {e.kind:22}  {e.text}")
+        click.echo(f"{timestamp(e.time)}  {e.level:7}  {e.kind:22}  {e.text}")
 
 
 @click.command("stats")
-@_config_option
+@config_option
 @click.option("--since", metavar="WHEN", default="24h", show_default=True,
               help="the period: from this long ago (30m, 2h, 7d) or this UTC date/time")
-@_json_option
+@json_option
 @click.pass_context
 def stats_cmd(ctx: click.Context, since: str, as_json: bool) -> None:
     """Counts per outcome over a period, queue depth and the oldest queued message."""
+    from ..dsn import human_duration
+
     now = time.time()
     start = parse_since(since, now)
     assert start is not None
-    st = _with_queue(lambda q, _gw: q.stats(since=start, now=now), _load(ctx))
+    st = with_queue(load(ctx), lambda q: q.stats(since=start, now=now))
     outcomes = {a: st.outcomes.get(a, 0) for a in ACTIONS}
     outcomes.update({k: v for k, v in st.outcomes.items() if k not in outcomes})
     data = {
@@ -144,19 +150,20 @@ def stats_cmd(ctx: click.Context, since: str, as_json: bool) -> None:
         "next_attempt": st.next_attempt,
     }
     if as_json:
-        _json(data)
+        echo_json(data)
         return
     span = format_duration(round(st.until - st.since))
-    click.echo(f"period: {_ts(st.since)} to {_ts(st.until)} UTC ({span})")
+    click.echo(f"period: {timestamp(st.since)} to {timestamp(st.until)} UTC ({span})")
     click.echo("  recipient attempts: " + ", ".join(f"{n} {k}" for k, n in outcomes.items()))
     click.echo(f"  messages received: {st.received} (of which {st.notifications} delivery reports)")
     click.echo(f"queue: {st.queue_depth} message(s)"
                + (" (" + ", ".join(f"{n} {s}" for s, n in sorted(st.recipients.items())) + " recipients)"
                   if st.recipients else ""))
     if st.oldest is not None:
-        click.echo(f"  oldest: arrived {_ts(st.oldest)} UTC, {human_duration(now - st.oldest)} ago")
+        click.echo(f"  oldest: arrived {timestamp(st.oldest)} UTC, {human_duration(now - st.oldest)} ago")
     if st.next_attempt:
-        click.echo(f"  next attempt: {_ts(st.next_attempt)} UTC")
+        click.echo(f"  next attempt: {timestamp(st.next_attempt)} UTC")
 
 
 COMMANDS = [log_cmd, events_cmd, stats_cmd]
+"""The commands of this module, registered on ``pipeline`` by the package."""

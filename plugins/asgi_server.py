@@ -21,7 +21,7 @@ import uvicorn
 
 from mailpipe.core.errors import ConfigError
 
-log = logging.getLogger("mailpipe.plugins.console.server")
+log = logging.getLogger("mailpipe.plugins.asgi_server")
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 

@@ -1,0 +1,89 @@
+"""The admin face's SQL on messages: show, list, retry, hold, release a hold, delete.
+
+Each function is a job ``fn(conn, ...)`` that ``SqliteQueue`` runs on the worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from mailpipe.core.queue import MessageDetail, MessageSummary
+
+from .delivery import ACTIVE, MESSAGE_COLUMNS, message_from_row, recipients_of
+from .logs import select_attempts
+
+
+def get(conn: sqlite3.Connection, message_id: str) -> MessageDetail | None:
+    """One message with all its recipients and attempts (no body, no loader); None if unknown."""
+    row = conn.execute(f"SELECT {MESSAGE_COLUMNS}, client FROM messages WHERE id = ?", (message_id,)).fetchone()
+    if row is None:
+        return None
+    recipients = recipients_of(conn, "WHERE message_id = ?", (message_id,))
+    attempts = select_attempts(conn, "WHERE message_id = ?", [message_id], 10_000)
+    return MessageDetail(message_from_row(row[:6], recipients), attempts, json.loads(row[6] or "{}"))
+
+
+def summaries(conn: sqlite3.Connection, state: str | None, limit: int) -> list[MessageSummary]:
+    """Unfinished messages oldest first, or those with a recipient in ``state``, with counts by state."""
+    if state:
+        where = "WHERE m.id IN (SELECT message_id FROM recipients WHERE state = ?)"
+        params: list[Any] = [state, limit]
+    else:
+        where = "WHERE m.done_at IS NULL"
+        params = [limit]
+    out: dict[str, MessageSummary] = {}
+    rows = conn.execute(
+        f"SELECT m.id, m.sender, m.created, m.size FROM messages m {where} ORDER BY m.created LIMIT ?", params,
+    ).fetchall()
+    for mid, sender, created, size in rows:
+        out[mid] = MessageSummary(mid, sender, created, size)
+    for mid, summary in out.items():
+        for st, n, nxt in conn.execute(
+            "SELECT state, count(*), min(next_attempt) FROM recipients WHERE message_id = ? GROUP BY state", (mid,),
+        ):
+            summary.recipients[st] = n
+            if st in ("pending", "deferred"):
+                summary.next_attempt = nxt if summary.next_attempt is None else min(summary.next_attempt, nxt)
+    return list(out.values())
+
+
+def _update(conn: sqlite3.Connection, sql: str, ids: list[str] | None, params: list[Any]) -> int:
+    """Run ``sql`` (with ``{ids}`` standing for the message filter) for all messages or each of ``ids``."""
+    if ids is None:
+        return conn.execute(sql.replace("{ids}", "1"), params).rowcount
+    return sum(conn.execute(sql.replace("{ids}", "message_id = ?"), [*params, mid]).rowcount for mid in ids)
+
+
+def retry_now(conn: sqlite3.Connection, ids: list[str] | None, now: float) -> int:
+    """Pending/deferred recipients of messages nobody holds a lease on are due at ``now``; how many."""
+    return _update(
+        conn,
+        f"UPDATE recipients SET next_attempt = ? WHERE state IN {ACTIVE} AND {{ids}} AND message_id IN "
+        "(SELECT id FROM messages WHERE lease_owner IS NULL)", ids, [now],
+    )
+
+
+def hold(conn: sqlite3.Connection, ids: list[str] | None) -> int:
+    """Pending/deferred recipients of these messages are held; how many."""
+    return _update(conn, f"UPDATE recipients SET state = 'held' WHERE state IN {ACTIVE} AND {{ids}}", ids, [])
+
+
+def release_hold(conn: sqlite3.Connection, ids: list[str] | None, now: float) -> int:
+    """Held recipients are due at ``now``: pending if never tried, deferred otherwise; how many."""
+    return _update(
+        conn,
+        "UPDATE recipients SET state = CASE WHEN attempts = 0 THEN 'pending' ELSE 'deferred' END, "
+        "next_attempt = ? WHERE state = 'held' AND {ids}", ids, [now],
+    )
+
+
+def delete(conn: sqlite3.Connection, ids: list[str]) -> int:
+    """Remove these messages with their recipients and bodies; how many messages there were."""
+    count = 0
+    for mid in ids:
+        count += conn.execute("DELETE FROM messages WHERE id = ?", (mid,)).rowcount
+        conn.execute("DELETE FROM recipients WHERE message_id = ?", (mid,))
+        conn.execute("DELETE FROM bodies WHERE message_id = ?", (mid,))
+    return count
