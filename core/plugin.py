@@ -74,6 +74,10 @@ class Plugin:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.instance_name}>"
 
+    def take_over(self, old: Plugin) -> None:
+        """Called on a new instance that replaces ``old`` (same name and class) at a reload, before
+        ``startup``: carry over what must outlive the old options (default: nothing)."""
+
     @classmethod
     def describe(cls) -> str:
         """First line of the class docstring, shown by ``pipeline plugins``."""

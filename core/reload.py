@@ -8,7 +8,8 @@ What happens, in order:
    keeps its instance when the top-level settings are unchanged too (or when
    its class says ``reload_in_place = True``: the console, metrics and alerts
    plugins, which hold listeners and counters); every other plugin gets a new
-   instance with a new ``PluginContext`` carrying the new settings;
+   instance with a new ``PluginContext`` carrying the new settings (a new
+   instance replacing one of the same name and class gets ``take_over(old)``);
 3. ``startup`` runs on the new instances; if one fails, they are shut down
    again and the old configuration stays in force;
 4. the new chain, settings and context are swapped in: the scheduler and the
@@ -103,6 +104,8 @@ async def _apply(gw: Gateway, new: LoadedConfig) -> ReloadResult:
             result.kept.append(spec.name)
         else:
             instance = spec.cls(spec.options, context, instance_name=spec.name)
+            if old is not None and type(old) is spec.cls:
+                instance.take_over(old)
             plugins.append(instance)
             fresh.append(instance)
             result.started.append(spec.name)

@@ -65,6 +65,17 @@ class SmarthostPlugin(Plugin):
     def opts(self) -> SmarthostOptions:
         return self.options  # type: ignore[return-value]
 
+    def take_over(self, old: Plugin) -> None:
+        """A reload replaced ``old``: logins that were failing stay known, so the first success after
+        the fix emits ``smarthost.login_ok``. With unchanged servers and login, the pause goes on and
+        a failure already reported is not reported again; a changed login may fail anew and says so."""
+        if not isinstance(old, SmarthostPlugin):
+            return
+        same_login = old.opts.auth == self.opts.auth and old.opts.server == self.opts.server
+        self.alerts.inherit(old.alerts, quiet=same_login)
+        if same_login:
+            self._blocked.update(old._blocked)
+
     # -- where mail goes --------------------------------------------------------------------
 
     def endpoints(self) -> list[Endpoint]:
@@ -293,6 +304,11 @@ class SmarthostPlugin(Plugin):
             results = [self._auth_required(r, credentials) for r in results]
             reusable = conn.client.is_connected and not any(r.reply.code == 421 for r in results)
             return results
+        except asyncio.CancelledError:
+            # Cut in the middle of the transaction (shutdown grace over): drop the connection at once.
+            # A QUIT would wait behind the unanswered command, up to the timeout, and hold up the exit.
+            conn.client.close()
+            raise
         finally:
             self.pool.release(conn, reusable=reusable)
 
