@@ -102,4 +102,8 @@ class Delivery:
         for r in results:
             r.route = r.route or f"{route.kind}:{route.destination}"
             r.duration = r.duration or elapsed
+        # One event per attempt of a route, however many recipients it had (metrics' attempt duration).
+        label = f"{route.kind}:{route.destination}"
+        self.events.emit("delivery.attempt", f"{message.id}: {label} took {elapsed:.3f}s", level="debug",
+                         store=False, message=message.id, route=label, recipients=len(results), duration=elapsed)
         return results

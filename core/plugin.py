@@ -107,6 +107,10 @@ class Plugin:
         """Whether this chain entry made ``route`` (and so delivers it)."""
         return route.plugin == self.instance_name
 
+    def take_over(self, old: Plugin) -> None:
+        """Called on a new instance that replaces ``old`` (same name and class) at a reload, before
+        ``startup``: carry over what must outlive the old options (default: nothing)."""
+
     @classmethod
     def describe(cls) -> str:
         """First line of the class docstring, shown by ``pipeline plugins``."""

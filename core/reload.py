@@ -7,7 +7,8 @@ What happens, in order:
 2. a new ``Runtime`` is built: a plugin whose name, class and options are unchanged
    keeps its instance when the top-level settings are unchanged too (or when its class
    says ``reload_in_place = True``: the console, metrics and alerts plugins, which hold
-   listeners and counters); every other entry gets a new instance; all get the new
+   listeners and counters); every other entry gets a new instance (one that replaces an
+   instance of the same name and class gets ``take_over(old)``); all get the new
    ``PluginContext`` carrying the new settings;
 3. ``startup`` runs on the new instances; if one fails, they are shut down again and
    the old configuration stays in force;
@@ -124,6 +125,10 @@ class Reloader:
         context = dataclasses.replace(old.context, settings=new.settings)
         old_contexts = {id(p): p.context for p in old.plugins}
         runtime, fresh = build_runtime(new, context, keep)
+        for instance in fresh:
+            previous = old.plugin(instance.instance_name)
+            if previous is not None and type(previous) is type(instance):
+                instance.take_over(previous)
         result.kept = [p.instance_name for p in runtime.plugins if p.instance_name in keep]
         result.started = [p.instance_name for p in fresh]
         kept_ids = {id(p) for p in runtime.plugins}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ def mailpipe_factory(workdir: Path) -> Iterator[Callable[..., MailpipeProcess]]:
         return proc
 
     yield make
-    for proc in made:
-        if proc.proc is not None and proc.proc.poll() is None:
-            proc.stop()
+    with contextlib.ExitStack() as stack:  # every process is stopped even if one stop raises
+        for proc in made:
+            if proc.proc is not None and proc.proc.poll() is None:
+                stack.callback(proc.stop)

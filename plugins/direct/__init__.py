@@ -110,13 +110,11 @@ class DirectPlugin(Plugin):
     ) -> list[RecipientResult] | None:
         """Look up the domain's MX hosts and deliver there; one result per recipient.
 
-        Returns None for routes made by another plugin. DNS failures give every
+        Called only for routes this entry made. DNS failures give every
         recipient the mapped outcome (see ``dnsfail``); temporary ones also emit
         a ``dns.failure`` event. Direct delivery never logs in: ``credentials``
         are not used.
         """
-        if route.plugin != self.instance_name:
-            return None
         domain = route.destination
         label = f"direct:{domain}"
         if not domain:
@@ -145,8 +143,6 @@ class DirectPlugin(Plugin):
         Only DNS lookups are made; nothing is sent. A DNS failure is shown as the
         outcome the recipients would get.
         """
-        if route.plugin != self.instance_name:
-            return None
         facts: dict[str, Any] = {"dns": self.resolver.describe()}
         try:
             plan = await self.resolver.plan(route.destination, myself=self.myself, port=self.port)

@@ -114,8 +114,9 @@ class MetricsPlugin(Plugin):
                     self.latency.observe(max(0.0, data["queued_for"]))
             else:
                 self.errors.labels(route_label(data.get("route")), outcome).inc()
-            if isinstance(data.get("duration"), int | float) and data["duration"] > 0:
-                self.attempt.observe(data["duration"])
+        elif event.kind == "delivery.attempt":  # one per attempt of a route, whatever its recipients' outcomes
+            if isinstance(data.get("duration"), int | float):
+                self.attempt.observe(max(0.0, data["duration"]))
         elif event.kind == "message.expired":
             self.recipients.labels("expired").inc(len(data.get("recipients") or []) or 1)
         if event.level in ("warning", "error"):

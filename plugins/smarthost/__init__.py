@@ -67,6 +67,17 @@ class SmarthostPlugin(Plugin):
     def opts(self) -> SmarthostOptions:
         return self.options  # type: ignore[return-value]
 
+    def take_over(self, old: Plugin) -> None:
+        """A reload replaced ``old``: logins that were failing stay known, so the first success after
+        the fix emits ``smarthost.login_ok``. With unchanged servers and login, the pause goes on and
+        a failure already reported is not reported again; a changed login may fail anew and says so."""
+        if not isinstance(old, SmarthostPlugin):
+            return
+        same_login = old.opts.auth == self.opts.auth and old.opts.server == self.opts.server
+        self.alerts.inherit(old.alerts, quiet=same_login)
+        if same_login:
+            self._blocked.update(old._blocked)
+
     # -- where mail goes --------------------------------------------------------------------
 
     def endpoints(self) -> list[tuple[str, int]]:
@@ -93,8 +104,6 @@ class SmarthostPlugin(Plugin):
     @hookimpl
     def explain_route(self, route: Route) -> dict[str, Any] | None:
         """Called by ``pipeline route``: servers in order, TLS, and the login that would be used (no secrets)."""
-        if route.plugin != self.instance_name:
-            return None
         opts, auth = self.opts, self.opts.auth
         facts: dict[str, Any] = {
             "servers": [f"{host}:{port}" for host, port in self.endpoints()],
@@ -142,7 +151,7 @@ class SmarthostPlugin(Plugin):
         here when the last one is older than ``pop_login_window``; when it fails
         the route fails temporarily and ``smarthost.pop3_login_failed`` says why.
         """
-        if route.plugin != self.instance_name:
+        if not self.owns(route):
             return None
         auth = self.opts.auth
         if self.accounts_problem:
@@ -261,8 +270,6 @@ class SmarthostPlugin(Plugin):
         except 530 "authentication required", which is a configuration problem
         and therefore temporary.
         """
-        if route.plugin != self.instance_name:
-            return None
         label = f"smarthost:{route.destination}"
         identity = self.identity(credentials)
         blocked = self._still_blocked(identity)
@@ -282,6 +289,11 @@ class SmarthostPlugin(Plugin):
         results: list[RecipientResult] = []
         try:
             results = await send(session, message, route.recipients, await message.body(), route=label)
+        except asyncio.CancelledError:
+            # Cut in the middle of the transaction (shutdown grace over): drop the connection at once.
+            # A QUIT would wait behind the unanswered command, up to the timeout, and hold up the exit.
+            session.client.close()
+            raise
         finally:
             self.pool.release(session, reusable=reusable(results))
         return [self._auth_required(r, credentials) for r in results]

@@ -33,6 +33,12 @@ class Alerts:
         self.context.emit(kind, text, level=level, **data)
         return True
 
+    def inherit(self, other: Alerts, *, quiet: bool) -> None:
+        """Keep the alerts ``other`` (a replaced instance) left open, so ``clear`` still reports them;
+        ``quiet``: they stay quiet for the rest of their interval, else they may be emitted again at once."""
+        for kind_key, last in other._last.items():
+            self._last.setdefault(kind_key, last if quiet else float("-inf"))
+
     def clear(self, kind: str, key: str) -> bool:
         """Forget an alert (the problem went away); True when there was one."""
         return self._last.pop((kind, key), None) is not None

@@ -117,7 +117,7 @@ def claim(conn: sqlite3.Connection, now: float, limit: int, owner: str,
             # read when the deliver step asks, so memory stays bounded by concurrency x limit.
             body = conn.execute("SELECT data FROM bodies WHERE message_id = ?", (mid,)).fetchone()
             if body is not None:
-                message._data = bytes(body[0])
+                message.set_body(bytes(body[0]))
         claimed.append((message, row[5] or "{}"))
     return claimed
 

@@ -69,7 +69,7 @@ class SqliteQueue(QueueBackend):
         async def loader(mid: str = message.id) -> bytes:
             return await self.read_body(mid)
 
-        message._loader = loader
+        message.set_loader(loader)
         return message
 
     async def open(self) -> None:

@@ -1,7 +1,7 @@
 """Alerts: rules in config mail the postmaster through the pipeline itself, each rule with a cooldown.
 
-A gateway in this process on a ManualClock, delivering through the smarthost
-plugin to a real recording SMTP sink.
+A gateway in this process on a ManualClock (tests/support/harness.py), delivering
+through the smarthost plugin to a real recording SMTP sink.
 """
 
 from __future__ import annotations
@@ -9,21 +9,15 @@ from __future__ import annotations
 import asyncio
 from email import message_from_bytes, policy
 from pathlib import Path
+from typing import Any
 
-import yaml
-
-from mailpipe.core.clock import ManualClock
-from mailpipe.core.config import load_config
-from mailpipe.core.gateway import Gateway
-from mailpipe.plugins.alerts import AlertsPlugin
 from tests.peers.net import free_port
 from tests.peers.sink import RecordingSink
-from tests.retry.helpers import queue_message
+from tests.support.harness import Harness, until
 
 
-def config(workdir: Path, sink: RecordingSink) -> Path:
-    path = workdir / "mailpipe.yaml"
-    path.write_text(yaml.safe_dump({
+def config(workdir: Path, sink: RecordingSink) -> dict[str, Any]:
+    return {
         "hostname": "gw.alerts.test",
         "state_dir": str(workdir / "state"),
         "listen": [f"127.0.0.1:{free_port()}"],
@@ -33,8 +27,7 @@ def config(workdir: Path, sink: RecordingSink) -> Path:
             {"alerts": {"cooldown": "4h", "check_every": "1h",
                         "rules": {"oldest_message": "1h", "deferred": 0, "smarthost_login": True}}},
         ],
-    }, sort_keys=False))
-    return path
+    }
 
 
 def subjects(sink: RecordingSink) -> list[str]:
@@ -43,46 +36,44 @@ def subjects(sink: RecordingSink) -> list[str]:
 
 
 async def _alerts(workdir: Path, sink: RecordingSink) -> None:
-    clock = ManualClock()
-    gw = Gateway(load_config(config(workdir, sink)), clock=clock)
-    await gw.open()
-    try:
-        alerts = next(p for p in gw.plugins if isinstance(p, AlertsPlugin))
+    async with Harness(workdir, config(workdir, sink)) as h:
+        alerts = h.plugin("alerts")
         sink.behaviour.rcpt["bob@dest.test"] = "450 4.2.0 busy"
-        await queue_message(gw, "alice@origin.test", ["bob@dest.test"])
-        await gw.scheduler.tick()
+        await h.submit("alice@origin.test", ["bob@dest.test"])
+        await h.tick()
         assert await alerts.check() == ["deferred"]
-        await gw.scheduler.tick()  # the alert leaves through the chain like any message
+        assert await h.tick() == 1  # the alert leaves through the chain like any message
         assert subjects(sink) == ["[mailpipe alert] gw.alerts.test: 1 deferred recipients"]
         alert = sink.messages[0]
         assert alert.rcpt_tos == ["postmaster@gw.alerts.test"] and alert.mail_from in ("", "<>")
         assert b"Auto-Submitted: auto-generated" in alert.data
 
-        clock.advance(2 * 3600)  # the message is now 2h old; "deferred" is still in its cooldown
+        h.clock.advance(2 * 3600)  # the message is now 2h old; "deferred" is still in its cooldown
         assert await alerts.check() == ["oldest_message"]
         assert await alerts.check() == []  # both rules cooling down
-        await gw.scheduler.tick()
-        assert "a message has waited 2 hours" in subjects(sink)[-1]
+        await h.tick()
+        assert subjects(sink)[-1] == "[mailpipe alert] gw.alerts.test: a message has waited 2 hours"
 
         # an event rule: the ISP refuses the login (twice: one alert)
         for _ in range(2):
-            gw.events.emit("smarthost.login_failed", "login as gateway refused: 535 5.7.8", level="error")
-        for _ in range(100):
-            if "smarthost_login" in alerts.last_sent:
-                break
-            await asyncio.sleep(0.02)
-        await gw.scheduler.tick()
-        assert sum("refuses mailpipe's login" in s for s in subjects(sink)) == 1
+            h.emit("smarthost.login_failed", "login as gateway refused: 535 5.7.8", level="error")
 
-        clock.advance(5 * 3600)  # past the cooldown: both queue rules speak again
+        async def login_alert_queued() -> bool:
+            return [e.data.get("rule") for e in await h.events("alert.sent")][2:] == ["smarthost_login"]
+
+        await until(login_alert_queued, 10, "the smarthost_login alert to be queued")
+        await h.tick()
+        login_alerts = [s for s in subjects(sink) if "refuses mailpipe's login" in s]
+        assert login_alerts == ["[mailpipe alert] gw.alerts.test: the ISP's mail server refuses mailpipe's login"]
+        assert b"535 5.7.8" in sink.messages[-1].data
+
+        h.clock.advance(5 * 3600)  # past the cooldown: both queue rules speak again
         assert sorted(await alerts.check()) == ["deferred", "oldest_message"]
-        events = await gw.queue.events(kind="alert.sent")
-        assert len(events) == 5
-    finally:
-        await gw.scheduler.stop(5)
-        await gw.close()
+        rules = [e.data.get("rule") for e in await h.events("alert.sent")]
+        assert rules == ["deferred", "oldest_message", "smarthost_login", "oldest_message", "deferred"]
 
 
 def test_alerts_mail_postmaster_with_cooldown(workdir: Path) -> None:
+    """Queue rules fire once per cooldown, an event rule once for two events; each alert is mailed to postmaster."""
     with RecordingSink() as sink:
         asyncio.run(_alerts(workdir, sink))

@@ -115,7 +115,8 @@ def test_console_in_chromium(console_setup: ConsoleSetup, browser: WebDriver) ->
 
     # A wrong login is refused and leaves the user on the login page.
     log_in(driver, base, "wrong password")
-    assert "Wrong user name or password" in driver.find_element(By.ID, "login-error").text
+    error = WebDriverWait(driver, WAIT).until(lambda d: d.find_elements(By.ID, "login-error"), "no login error shown")
+    assert "Wrong user name or password" in error[0].text
     assert driver.current_url.endswith("/login")
     shot(driver, "login")
     log_in(driver, base, PASSWORD)

@@ -96,21 +96,43 @@ def test_sigterm_exits_zero_and_leaves_undelivered_mail_queued(mailpipe_factory)
 
 
 def test_permanent_failure_never_tried_again_after_restart(mailpipe_factory):
+    """A recipient that failed permanently is never tried again after kill -9, restart and `queue retry --all`.
+
+    The barrier before asserting "nothing was retried": a fresh message sent after the
+    retry call is delivered by the restarted server. It delivers one message at a time
+    (``concurrency: 1``) in order of due time, so had the restart or the retry made the
+    failed recipient due again, that attempt would have reached the sink before the
+    fresh message.
+    """
     with RecordingSink("127.0.1.43") as sink:
         sink.behaviour.rcpt["gone@example.net"] = "550 5.1.1 no such user"
-        gw = mailpipe_factory(config(sink))
+        gw = mailpipe_factory(config(sink, concurrency=1))
         gw.start()
         queue_id = send(gw, "alice@example.org", ["gone@example.net"], "to a dead address")
         wait_until(lambda: gw.cli_json("queue", "show", queue_id)["recipients"][0]["state"] == "failed",
                    10, "permanent failure recorded")
+        # The bounce to alice goes out through the same sink; both messages are done before the kill.
+        bounce = sink.wait_for(1)[0]
+        assert bounce.mail_from == "<>" and bounce.rcpt_tos == ["alice@example.org"]
+        assert b"Final-Recipient: rfc822; gone@example.net" in bounce.data and b"Status: 5.1.1" in bounce.data
+        wait_until(lambda: gw.cli_json("queue", "list") == [], 10, "bounce recorded as delivered")
         gw.kill()
         del sink.behaviour.rcpt["gone@example.net"]  # the address would work now: it must not be tried
         gw.start()
-        gw.cli("queue", "retry", "--all")
-        # The bounce to alice goes out through the same sink: wait for it, then nothing else may come.
-        bounce = sink.wait_for(1)[0]
-        assert bounce.mail_from == "<>" and bounce.rcpt_tos == ["alice@example.org"]
+        assert gw.cli_json("queue", "retry", "--all") == {"command": "retry", "count": 0, "server_woken": True}
+        marker_id = send(gw, "carol@example.org", ["marker@example.net"], "after the restart")
+        got = sink.wait_for(2)
+        wait_until(lambda: gw.cli_json("queue", "show", marker_id)["recipients"][0]["state"] == "delivered",
+                   10, "the fresh message recorded as delivered")
         assert gw.stop() == 0
+        assert [(m.mail_from, m.rcpt_tos) for m in got] == [("<>", ["alice@example.org"]),
+                                                            ("carol@example.org", ["marker@example.net"])]
+        assert len(sink.messages) == 2
         shown = gw.cli_json("queue", "show", queue_id)
-        assert [a["outcome"] for a in shown["attempts"]] == ["permanent"]
-        assert all(m.rcpt_tos != ["gone@example.net"] for m in sink.messages)
+        assert [(a["recipient"], a["outcome"], a["code"]) for a in shown["attempts"]] == [
+            ("gone@example.net", "permanent", 550)]
+        assert shown["recipients"][0]["state"] == "failed"
+        assert gw.cli_json("queue", "list") == []
+        log = gw.log_text()
+        assert log.count("gateway.started:") == 2
+        assert log.count("<gone@example.net>") == 1  # the one permanent failure, before the kill

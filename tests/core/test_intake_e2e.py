@@ -32,7 +32,7 @@ def test_smtplib_and_swaks_deliver_exact_bytes_plus_received(mailpipe_factory, w
         gw.config["listen"] = [f"127.0.0.1:{port}"]
         with gw:
             original = make_message("exact bytes", "line one\nline two\n.leading dot\n")
-            with smtplib.SMTP("127.0.0.1", port) as client:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
                 code, caps = client.ehlo("client.test")
                 assert code == 250
                 for ext in (b"SIZE", b"8BITMIME", b"PIPELINING", b"SMTPUTF8"):

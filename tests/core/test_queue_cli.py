@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import smtplib
-import subprocess
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
 
-from tests.peers.mailpipe import MailpipeProcess, pipeline_cmd, port_open
-from tests.peers.net import wait_until
+import yaml
+
+from tests.peers.fixtures import DnsmasqFactory
+from tests.peers.mailpipe import MailpipeProcess, run_pipeline
+from tests.peers.net import free_port, wait_until
 from tests.peers.sink import RecordingSink
 
 from .helpers import make_message
 
+Factory = Callable[..., MailpipeProcess]
 
-def test_hold_release_retry_delete(mailpipe_factory):
+
+def test_hold_release_retry_delete(mailpipe_factory: Factory) -> None:
+    """hold/delete/release/retry on deferred mail through the real CLI while `pipeline serve` runs."""
     with RecordingSink("127.0.1.38") as sink:
         sink.behaviour.rcpt["b@example.net"] = "450 4.2.1 try later"
         gw = mailpipe_factory({"hostname": "gw.test",
@@ -21,7 +30,7 @@ def test_hold_release_retry_delete(mailpipe_factory):
         with gw:
             host, port = gw.address
             ids = []
-            with smtplib.SMTP(host, port) as client:
+            with smtplib.SMTP(host, port, timeout=10) as client:
                 client.ehlo("client.test")
                 for n in range(3):
                     client.mail("a@example.org")
@@ -54,36 +63,47 @@ def test_hold_release_retry_delete(mailpipe_factory):
             assert "queue is empty" in gw.cli("queue", "list").stdout
 
 
-def test_embedded_default_serves_on_2525(workdir):
-    """No config file: SQLite queue in the state folder, intake on 127.0.0.1:2525."""
-    env_state = workdir / "default-state"
-    proc = MailpipeProcess(workdir / "default", {"listen": ["127.0.0.1:2525"]},
-                           env={"MAILPIPE_STATE_DIR": str(env_state)})
-    log = open(proc.log_path, "wb")
-    import os
+def test_embedded_default_serves_on_a_free_port_with_a_local_dns(workdir: Path, mailpipe_factory: Factory,
+                                                                 dnsmasq_factory: DnsmasqFactory) -> None:
+    """No config file: the embedded default (intake 127.0.0.1:2525, SQLite queue in $MAILPIPE_STATE_DIR, direct
+    then retry). Served as is but on a free port and with a local DNS (so the test needs neither port 2525 nor
+    the system resolver), it queues mail there, and the CLI without a config file reads that queue."""
+    state = workdir / "default-state"
+    env = {"MAILPIPE_STATE_DIR": str(state)}
+    check = run_pipeline(None, "check", env=env).stdout
+    assert "configuration <embedded default>: OK" in check and "listen: 127.0.0.1:2525" in check
+    checked = json.loads(run_pipeline(None, "check", "--json", env=env).stdout)
+    assert (checked["config"], checked["queue"], checked["chain"]) == ("<embedded default>", "sqlite",
+                                                                       ["direct", "retry"])
 
-    p = subprocess.Popen(pipeline_cmd("serve"), stdout=log, stderr=subprocess.STDOUT,
-                         env={**os.environ, "MAILPIPE_STATE_DIR": str(env_state)})
-    try:
-        wait_until(lambda: port_open("127.0.0.1", 2525) or p.poll() is not None, 20, "default intake")
-        assert p.poll() is None, proc.log_text()
-        with smtplib.SMTP("127.0.0.1", 2525) as client:
-            code, caps = client.ehlo("client.test")
+    dns = dnsmasq_factory(["local=/invalid/", "local=/example.org/"])  # both NXDOMAIN, nothing forwarded
+    config = yaml.safe_load(resources.files("mailpipe.core").joinpath("default.yaml").read_text())
+    config["listen"] = [f"127.0.0.1:{free_port()}"]
+    [direct] = [entry["direct"] for entry in config["chain"] if "direct" in entry]
+    direct["dns_servers"] = [f"{dns.address}:{dns.port}"]
+    config["state_dir"] = str(state)  # what $MAILPIPE_STATE_DIR gives the embedded default
+    gw = mailpipe_factory(config, env=env)
+    with gw:
+        host, port = gw.address
+        with smtplib.SMTP(host, port, timeout=10) as client:
+            code, _caps = client.ehlo("client.test")
             assert code == 250
             client.mail("a@example.org")
             client.rcpt("b@nowhere.invalid")
             code, text = client.data(make_message("default"))
         assert code == 250
         queue_id = text.decode().rsplit(" ", 1)[-1]
-        assert (env_state / "queue.sqlite3").exists()
-        shown = subprocess.run(pipeline_cmd("queue", "show", queue_id, "--json"), capture_output=True, text=True,
-                               env={**os.environ, "MAILPIPE_STATE_DIR": str(env_state)}, timeout=30)
-        assert shown.returncode == 0, shown.stderr
-        assert '"address": "b@nowhere.invalid"' in shown.stdout
-        assert '"sender": "a@example.org"' in shown.stdout
-        p.terminate()
-        assert p.wait(30) == 0
-    finally:
-        if p.poll() is None:
-            p.kill()
-        log.close()
+        assert (state / "queue.sqlite3").exists()
+
+        def shown() -> dict:
+            res = run_pipeline(None, "queue", "show", queue_id, "--json", env=env)  # no config file
+            return json.loads(res.stdout)
+
+        wait_until(lambda: shown()["attempts"] != [], 20, "the delivery attempt", lambda: str(shown()))
+        detail = shown()
+    assert detail["sender"] == "a@example.org"
+    assert [(r["address"], r["state"]) for r in detail["recipients"]] == [("b@nowhere.invalid", "failed")]
+    [attempt] = detail["attempts"]
+    assert (attempt["outcome"], attempt["code"], attempt["enhanced"]) == ("permanent", 550, "5.1.2"), attempt
+    assert "NXDOMAIN" in attempt["text"]
+    assert gw.proc is not None and gw.proc.returncode == 0

@@ -58,7 +58,7 @@ def test_auth_not_offered_before_starttls(tls_gateway):
 def test_relay_allowed_after_auth_over_starttls(tls_gateway, pki: TestPKI):
     gw, sink, port = tls_gateway
     ctx = ssl.create_default_context(cafile=str(pki.ca_file))
-    with smtplib.SMTP("127.0.0.1", port, source_address=("127.0.0.2", 0)) as client:
+    with smtplib.SMTP("127.0.0.1", port, source_address=("127.0.0.2", 0), timeout=10) as client:
         client.ehlo("office.test")
         client.starttls(context=ctx)
         client.ehlo("office.test")

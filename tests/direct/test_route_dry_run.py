@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import yaml
 
+from tests.direct.aliases import DnsmasqFactory
 from tests.direct.servers import GreetingServer
 from tests.peers.mailpipe import run_pipeline
 from tests.peers.net import free_port
@@ -32,7 +34,10 @@ def _config(workdir, dns, port):
     return path
 
 
-def test_route_prints_mx_hosts_in_order_with_addresses_and_sends_nothing(dnsmasq_factory, workdir):
+def test_route_prints_mx_hosts_in_order_with_addresses_and_sends_nothing(
+        dnsmasq_factory: DnsmasqFactory, workdir: Path,
+) -> None:
+    """`pipeline route` lists MX hosts in preference order with their addresses; no connection is made."""
     dns = dnsmasq_factory(RECORDS)
     port = free_port("127.0.1.21")
     config = _config(workdir, dns, port)
@@ -49,7 +54,8 @@ def test_route_prints_mx_hosts_in_order_with_addresses_and_sends_nothing(dnsmasq
     assert route["dns"] == f"{dns.address}:{dns.port}"
 
 
-def test_route_shows_dns_failures_as_the_outcome(dnsmasq_factory, workdir):
+def test_route_shows_dns_failures_as_the_outcome(dnsmasq_factory: DnsmasqFactory, workdir: Path) -> None:
+    """`pipeline route` shows null MX, NXDOMAIN and REFUSED as the outcome the delivery would have."""
     dns = dnsmasq_factory(RECORDS)
     config = _config(workdir, dns, 25)
     [null] = json.loads(run_pipeline(config, "route", "--json", "x@nullmx.test").stdout)

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from mailpipe.core.config import load_config
-from mailpipe.core.gateway import Gateway
 from mailpipe.plugins.direct import recipient_domain
 from mailpipe.plugins.direct.hosts import interleave
 from mailpipe.plugins.direct.mx import address_literal, order_records
 from mailpipe.plugins.direct.options import DirectOptions, parse_dns_server
+from tests.peers.mailpipe import run_pipeline
 
 
-def test_mx_records_sorted_by_preference_and_equal_ones_shuffled():
+def test_mx_records_sorted_by_preference_and_equal_ones_shuffled() -> None:
+    """MX records sort by preference; equal preferences come out in varying order."""
     records = [(20, "c"), (10, "a"), (10, "b"), (30, "d"), (10, "e")]
     seen = set()
     for seed in range(50):
@@ -26,7 +28,8 @@ def test_mx_records_sorted_by_preference_and_equal_ones_shuffled():
     assert len(seen) > 1  # equal preferences do not always come out in the same order
 
 
-def test_addresses_interleave_families_preferring_ipv6():
+def test_addresses_interleave_families_preferring_ipv6() -> None:
+    """Addresses alternate between IPv6 and IPv4, starting with the preferred family."""
     addrs = ["192.0.2.1", "192.0.2.2", "2001:db8::1"]
     assert interleave(addrs) == ["2001:db8::1", "192.0.2.1", "192.0.2.2"]
     assert interleave(addrs, prefer_ipv6=False) == ["192.0.2.1", "2001:db8::1", "192.0.2.2"]
@@ -38,17 +41,20 @@ def test_addresses_interleave_families_preferring_ipv6():
     ("::1", ("::1", 53)),
     ("[::1]:5353", ("::1", 5353)),
 ])
-def test_dns_server_entries(text, expected):
+def test_dns_server_entries(text: str, expected: tuple[str, int]) -> None:
+    """dns_servers entries: host, host:port, IPv6 and [IPv6]:port."""
     assert parse_dns_server(text) == expected
 
 
 @pytest.mark.parametrize("bad", ["dns.example", "192.0.2.53:99999", "[::1]:x"])
-def test_bad_dns_server_entries_are_refused(bad):
+def test_bad_dns_server_entries_are_refused(bad: str) -> None:
+    """A name, a port out of range or a non-numeric port is refused."""
     with pytest.raises(ValidationError):
         DirectOptions(dns_servers=[bad])
 
 
-def test_recipient_domains_and_literals():
+def test_recipient_domains_and_literals() -> None:
+    """The recipient domain is lower-cased without a trailing dot; address literals are recognised."""
     assert recipient_domain("Bob@Example.TEST.") == "example.test"
     assert recipient_domain("postmaster") == ""
     assert address_literal("[192.0.2.1]") == "192.0.2.1"
@@ -56,7 +62,13 @@ def test_recipient_domains_and_literals():
     assert address_literal("example.test") is None
 
 
-def test_embedded_default_config_builds_direct_with_no_options():
-    gw = Gateway(load_config(None))
-    direct = next(p for p in gw.plugins if p.name == "direct")
-    assert direct.port == 25 and direct.opts.tls == "opportunistic" and direct.opts.dns_servers == []
+def test_embedded_default_config_builds_direct_with_no_options(tmp_path: Path) -> None:
+    """No config file: `pipeline route` shows direct delivery on port 25, opportunistic TLS, the system resolver.
+
+    An address literal needs no DNS, so nothing leaves the machine.
+    """
+    res = run_pipeline(None, "route", "x@[192.0.2.1]", "--json", env={"MAILPIPE_STATE_DIR": str(tmp_path)})
+    [route] = json.loads(res.stdout)
+    assert (route["plugin"], route["kind"], route["destination"]) == ("direct", "direct", "[192.0.2.1]")
+    assert (route["port"], route["tls"]) == (25, "opportunistic")
+    assert route["dns"].startswith("system resolver")

@@ -16,7 +16,10 @@ are forwarded to a loopback UDP port where nothing listens: the client times out
 from __future__ import annotations
 
 import atexit
+import contextlib
+import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -141,14 +144,21 @@ class _DnsmasqProcess:
         _running.discard(self)
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        self._out.close()
+        try:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+        finally:
+            if proc.poll() is None:  # last resort: whatever went wrong above, the process goes
+                with contextlib.suppress(OSError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)
+            self._out.close()
 
 
 class DnsmasqPeer:
@@ -220,11 +230,13 @@ class DnsmasqPeer:
         return self
 
     def stop(self) -> None:
-        """Stop both processes; safe to call twice."""
-        for proc in (self._front, self._backend):
-            if proc is not None:
-                proc.stop()
+        """Stop both processes, even if stopping one raises; safe to call twice."""
+        procs = (self._backend, self._front)
         self._front = self._backend = None
+        with contextlib.ExitStack() as stack:  # callbacks run last-in first: the front first
+            for proc in procs:
+                if proc is not None:
+                    stack.callback(proc.stop)
 
     def __enter__(self) -> DnsmasqPeer:
         return self.start()
@@ -251,5 +263,6 @@ class DnsmasqPeer:
 
 @atexit.register
 def _stop_all() -> None:
-    for proc in list(_running):
-        proc.stop()
+    with contextlib.ExitStack() as stack:
+        for proc in list(_running):
+            stack.callback(proc.stop)

@@ -24,6 +24,7 @@ from .certs import TestPKI
 from .net import (
     PeerError,
     free_ports,
+    kill_leftover,
     make_traversable,
     port_accepts,
     process_start_ticks,
@@ -174,18 +175,26 @@ class DovecotPeer:
         return self
 
     def stop(self) -> None:
-        """Stop the master process (and so its children) if it runs; safe to call twice."""
+        """Stop the master process (and so its children) if it runs; safe to call twice.
+
+        If stopping raises, the master is still killed by pid and the temporary folder removed.
+        """
         pid, self._pid = self._pid, None
         _running.discard(self)
-        if pid is not None:
-            terminate_group(pid, start_ticks=self._pid_ticks)
-            wait_until(
-                lambda: not any(port_accepts(self.host, p) for p in (self.pop3_port, self.pop3s_port)),
-                10,
-                f"Dovecot listeners on {self.host} to close",
-            )
-        if self._temp_base_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
+        try:
+            if pid is not None:
+                try:
+                    terminate_group(pid, start_ticks=self._pid_ticks)
+                finally:
+                    kill_leftover(pid, self._pid_ticks)
+                wait_until(
+                    lambda: not any(port_accepts(self.host, p) for p in (self.pop3_port, self.pop3s_port)),
+                    10,
+                    f"Dovecot listeners on {self.host} to close",
+                )
+        finally:
+            if self._temp_base_dir:
+                shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def __enter__(self) -> DovecotPeer:
         return self.start()
@@ -325,5 +334,6 @@ service anvil {{
 
 @atexit.register
 def _stop_all() -> None:
-    for peer in list(_running):
-        peer.stop()
+    with contextlib.ExitStack() as stack:
+        for peer in list(_running):
+            stack.callback(peer.stop)

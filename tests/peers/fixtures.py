@@ -14,6 +14,7 @@ whether the test passed or not.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -92,29 +93,25 @@ def dnsmasq_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dnsmas
     """Start dnsmasq servers on demand: ``make(records, servfail_domains=(), timeout_domains=())``.
 
     Extra keyword arguments go to :class:`DnsmasqPeer` (e.g. ``address=``).
-    All of them are stopped when the test ends.
+    All of them are stopped when the test ends, even if stopping one of them raises.
     """
-    started: list[DnsmasqPeer] = []
+    with contextlib.ExitStack() as stack:
 
-    def make(
-        records: Iterable[str],
-        servfail_domains: Iterable[str] = (),
-        timeout_domains: Iterable[str] = (),
-        **kwargs: object,
-    ) -> DnsmasqPeer:
-        kwargs.setdefault("address", DNSMASQ_HOST)
-        peer = DnsmasqPeer(
-            _peer_dir(tmp_path_factory, "dnsmasq"),
-            records,
-            servfail_domains=servfail_domains,
-            timeout_domains=timeout_domains,
-            **kwargs,  # type: ignore[arg-type]
-        )
-        started.append(peer)
-        return peer.start()
+        def make(
+            records: Iterable[str],
+            servfail_domains: Iterable[str] = (),
+            timeout_domains: Iterable[str] = (),
+            **kwargs: object,
+        ) -> DnsmasqPeer:
+            kwargs.setdefault("address", DNSMASQ_HOST)
+            peer = DnsmasqPeer(
+                _peer_dir(tmp_path_factory, "dnsmasq"),
+                records,
+                servfail_domains=servfail_domains,
+                timeout_domains=timeout_domains,
+                **kwargs,  # type: ignore[arg-type]
+            )
+            stack.callback(peer.stop)  # before start: a start that fails half-way is stopped too
+            return peer.start()
 
-    try:
         yield make
-    finally:
-        for peer in reversed(started):
-            peer.stop()

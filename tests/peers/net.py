@@ -121,6 +121,22 @@ def terminate_pid(pid: int, timeout: float = 5.0, start_ticks: int | None = None
         wait_until(lambda: not pid_alive(pid, start_ticks), timeout, f"process {pid} to exit after SIGKILL")
 
 
+def kill_leftover(pid: int, start_ticks: int | None = None) -> None:
+    """Last resort after a stop that failed or raised: SIGKILL ``pid`` (and its process group if it leads one).
+
+    With ``start_ticks`` a process that merely reuses the pid is left alone. Never raises.
+    """
+    if not pid_alive(pid, start_ticks):
+        return
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes whose process group is ``pgid``."""
     members = []

@@ -23,6 +23,7 @@ from .certs import TestPKI
 from .net import (
     PeerError,
     free_ports,
+    kill_leftover,
     make_traversable,
     pid_alive,
     port_accepts,
@@ -155,11 +156,17 @@ class PostfixPeer:
         return self
 
     def stop(self) -> None:
-        """Stop the master (which stops its children); safe to call twice."""
+        """Stop the master (which stops its children); safe to call twice.
+
+        If stopping raises, the master (and its group) is still killed by pid.
+        """
         pid, self._pid = self._pid, None
         _running.discard(self)
         if pid is not None and pid_alive(pid, self._pid_ticks):
-            terminate_group(pid, start_ticks=self._pid_ticks)
+            try:
+                terminate_group(pid, start_ticks=self._pid_ticks)
+            finally:
+                kill_leftover(pid, self._pid_ticks)
             # The master signals its children; wait until none still holds a listener.
             wait_until(
                 lambda: not any(port_accepts(self.host, p) for p in self.ports),
@@ -389,5 +396,6 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 @atexit.register
 def _stop_all() -> None:
-    for peer in list(_running):
-        peer.stop()
+    with contextlib.ExitStack() as stack:
+        for peer in list(_running):
+            stack.callback(peer.stop)

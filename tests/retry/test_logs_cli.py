@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mailpipe.core.clock import ManualClock
 from tests.peers.mailpipe import run_pipeline
 from tests.peers.sink import RecordingSink
-from tests.retry.helpers import open_gateway, queue_message, write_config
+from tests.retry.helpers import retry_config
+from tests.support.harness import Harness
 
 D = 86400.0
 
@@ -23,32 +24,28 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Three days of mail ending now: ids of each message and the config file."""
     workdir = tmp_path_factory.mktemp("logs")
     with RecordingSink("127.0.0.1") as sink:
-        config = write_config(workdir, sink, retry={"every": "15m", "expire_after": "2d"})
+        config = retry_config(workdir, sink, retry={"every": "15m", "expire_after": "2d"})
         sink.behaviour.rcpt["bob@example.net"] = "550 5.1.1 user unknown"
         sink.behaviour.rcpt["erin@example.net"] = "450 4.2.0 busy"
         sink.behaviour.rcpt["dave@example.net"] = "451 4.4.1 no answer"
         t0 = time.time() - 3 * D
 
-        async def build() -> dict[str, Any]:
-            clock = ManualClock(t0)
-            gw = await open_gateway(config, clock)
-            try:
+        async def build() -> tuple[dict[str, str], Path]:
+            async with Harness(workdir, config, start=t0) as h:
                 ids = {
-                    "delivered": (await queue_message(gw, "alice@example.org", ["carol@example.net"])).id,
-                    "bounced": (await queue_message(gw, "alice@example.org", ["bob@example.net"])).id,
-                    "expired": (await queue_message(gw, "zoe@example.org", ["erin@example.net"])).id,
+                    "delivered": await h.submit("alice@example.org", ["carol@example.net"]),
+                    "bounced": await h.submit("alice@example.org", ["bob@example.net"]),
+                    "expired": await h.submit("zoe@example.org", ["erin@example.net"]),
                 }
-                await gw.scheduler.run_until_idle()
-                clock.set(t0 + 2.5 * D)
-                ids["deferred"] = (await queue_message(gw, "alice@example.org", ["dave@example.net"])).id
-                await gw.scheduler.run_until_idle()
-                return ids
-            finally:
-                await gw.close()
+                await h.deliver()
+                h.clock.set(t0 + 2.5 * D)
+                ids["deferred"] = await h.submit("alice@example.org", ["dave@example.net"])
+                await h.deliver()
+                return ids, h.config_path
 
-        ids = asyncio.run(build())
+        ids, path = asyncio.run(build())
         sink.wait_for(3)
-    return {"config": config, "ids": ids, "t0": t0}
+    return {"config": path, "ids": ids, "t0": t0}
 
 
 def cli(history: dict[str, Any], *args: str) -> Any:
@@ -57,6 +54,7 @@ def cli(history: dict[str, Any], *args: str) -> Any:
 
 
 def test_log_shows_every_attempt_with_filters(history: dict[str, Any]) -> None:
+    """`pipeline log` lists every attempt with code, route and host; each filter narrows it."""
     rows = cli(history, "log", "--json")
     got = [(r["recipient"], r["action"]) for r in rows]
     first_day, later = sorted(got[:4]), sorted(got[4:])  # deliveries of one run go in parallel
@@ -89,6 +87,7 @@ def test_log_shows_every_attempt_with_filters(history: dict[str, Any]) -> None:
 
 
 def test_events_show_what_the_gateway_did(history: dict[str, Any]) -> None:
+    """`pipeline events` shows reports, bounces and expiry, filtered by kind and level."""
     events = cli(history, "events", "--json")
     kinds = [e["kind"] for e in events]
     assert kinds.count("dsn.queued") == 2 and "message.bounced" in kinds and "message.expired" in kinds
@@ -102,6 +101,7 @@ def test_events_show_what_the_gateway_did(history: dict[str, Any]) -> None:
 
 
 def test_stats_counts_outcomes_and_the_queue(history: dict[str, Any]) -> None:
+    """`pipeline stats` counts outcomes over a period and describes the queue as it is now."""
     week = cli(history, "stats", "--json", "--since", "7d")
     assert week["outcomes"] == {"delivered": 3, "deferred": 2, "bounced": 1, "expired": 1, "dropped": 0}
     assert week["received"] == 6 and week["notifications"] == 2

@@ -4,64 +4,62 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from mailpipe.core.clock import ManualClock
 from tests.peers.sink import RecordingSink
-from tests.retry.helpers import open_gateway, queue_message, states, write_config
+from tests.retry.helpers import retry_config
+from tests.support.harness import Harness
 
 T0 = 1_900_000_000.0
 D = 86400.0
 
 
 @pytest.fixture
-def sink():
+def sink() -> Iterator[RecordingSink]:
     with RecordingSink("127.0.0.1") as s:
         yield s
 
 
 def test_old_attempts_events_and_finished_messages_are_pruned(workdir: Path, sink: RecordingSink) -> None:
-    config = write_config(workdir, sink, retry={"every": "1h", "expire_after": "5d"},
+    """history_days 1: two days later attempts, events and finished messages are gone, queued mail stays."""
+    config = retry_config(workdir, sink, retry={"every": "1h", "expire_after": "5d"},
                           queue={"history_days": 1})
     sink.behaviour.rcpt["bob@example.net"] = "550 5.1.1 unknown"
     sink.behaviour.rcpt["dave@example.net"] = "450 4.2.0 busy"
 
     async def scenario() -> None:
-        clock = ManualClock(T0)
-        gw = await open_gateway(config, clock)
-        try:
-            done = await queue_message(gw, "alice@example.org", ["bob@example.net", "carol@example.net"])
-            waiting = await queue_message(gw, "alice@example.org", ["dave@example.net"])
-            await gw.scheduler.tick()
-            assert len(await gw.queue.attempts()) == 4  # bob, carol, dave, and the report to alice
-            assert await gw.queue.events()
-            clock.advance(2 * D)
-            await gw.scheduler.tick()  # prunes first, then retries dave
-            assert await gw.queue.get(done.id) is None, "finished message older than history_days kept"
-            assert await states(gw, waiting.id) == {"dave@example.net": "deferred"}, "queued mail was pruned"
-            kept = [(a.recipient, a.time) for a in await gw.queue.attempts()]
+        async with Harness(workdir, config, start=T0) as h:
+            done = await h.submit("alice@example.org", ["bob@example.net", "carol@example.net"])
+            waiting = await h.submit("alice@example.org", ["dave@example.net"])
+            await h.tick()
+            assert len(await h.attempts()) == 4  # bob, carol, dave, and the report to alice
+            assert await h.events()
+            h.clock.advance(2 * D)
+            await h.tick()  # prunes first, then retries dave
+            assert await h.detail(done) is None, "finished message older than history_days kept"
+            assert await h.states(waiting) == {"dave@example.net": "deferred"}, "queued mail was pruned"
+            kept = [(a.recipient, a.time) for a in await h.attempts()]
             assert kept == [("dave@example.net", T0 + 2 * D)]
-            events = await gw.queue.events()
+            events = await h.events()
             assert [e.kind for e in events] == ["queue.pruned"]
             assert events[0].data == {"attempts": 4, "events": 2, "messages": 2}
-            clock.advance(30 * 60)
-            await gw.scheduler.tick()
-            assert [e.kind for e in await gw.queue.events()] == ["queue.pruned"], "pruned more than hourly"
-        finally:
-            await gw.close()
+            h.clock.advance(30 * 60)
+            await h.tick()
+            assert [e.kind for e in await h.events()] == ["queue.pruned"], "pruned more than hourly"
 
     asyncio.run(scenario())
 
 
 def test_version_1_queue_is_upgraded(workdir: Path, sink: RecordingSink) -> None:
     """A queue file written before attempts.action existed is upgraded in place when opened."""
-    config = write_config(workdir, sink)
+    config = retry_config(workdir, sink)
 
     async def open_close() -> None:
-        gw = await open_gateway(config, ManualClock(T0))
-        await gw.close()
+        async with Harness(workdir, config, start=T0):
+            pass
 
     asyncio.run(open_close())
     db = workdir / "queue.sqlite3"

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from mailpipe.core.clock import ManualClock
+from tests.peers.mailpipe import MailpipeProcess
 from tests.peers.sink import RecordingSink
-from tests.retry.helpers import next_attempt, open_gateway, queue_message, states, write_config
+from tests.retry.helpers import retry_config
+from tests.support.harness import Harness
 
 M, H = 60.0, 3600.0
 # 10:30 local time: the cron expressions are read in the machine's time zone.
@@ -20,56 +22,48 @@ EVERY_2H = {"send_immediately": False, "schedule": ["0 */2 * * *"], "concurrency
 
 
 @pytest.fixture
-def sink():
+def sink() -> Iterator[RecordingSink]:
     with RecordingSink("127.0.0.1") as s:
         yield s
 
 
 def test_window_holds_mail_then_releases_it(workdir: Path, sink: RecordingSink) -> None:
     """Mail waits outside the window; at 12:00 one run drains all of it, more than `concurrency`."""
-    config = write_config(workdir, sink, delivery=EVERY_2H)
+    config = retry_config(workdir, sink, delivery=EVERY_2H)
 
     async def scenario() -> None:
-        clock = ManualClock(T0)
-        gw = await open_gateway(config, clock)
-        try:
-            ids = [(await queue_message(gw, "alice@example.org", [f"r{i}@example.net"])).id for i in range(5)]
-            assert gw.scheduler.next_window(clock.now()) == T0 + 90 * M
-            assert await gw.scheduler.tick() == 0
-            clock.set(T0 + 89 * M)  # 11:59
-            assert await gw.scheduler.tick() == 0
+        async with Harness(workdir, config, start=T0) as h:
+            ids = [await h.submit("alice@example.org", [f"r{i}@example.net"]) for i in range(5)]
+            assert h.next_window() == T0 + 90 * M
+            assert await h.tick() == 0
+            h.clock.set(T0 + 89 * M)  # 11:59
+            assert await h.tick() == 0
             assert sink.messages == []
-            clock.set(T0 + 90 * M + 20)  # 12:00:20, inside the window's minute
-            assert await gw.scheduler.tick() == 5
-            assert len(sink.messages) == 5
+            h.clock.set(T0 + 90 * M + 20)  # 12:00:20, inside the window's minute
+            assert await h.tick() == 5
+            assert sorted(m.rcpt_tos[0] for m in sink.messages) == [f"r{i}@example.net" for i in range(5)]
             for n, i in enumerate(ids):
-                assert await states(gw, i) == {f"r{n}@example.net": "delivered"}
-        finally:
-            await gw.close()
+                assert await h.states(i) == {f"r{n}@example.net": "delivered"}
 
     asyncio.run(scenario())
 
 
 def test_mail_deferred_in_a_run_waits_for_the_next_window(workdir: Path, sink: RecordingSink) -> None:
     """A retry due at 12:15 is not attempted at 12:15 (closed) but in the 14:00 window."""
-    config = write_config(workdir, sink, delivery=EVERY_2H, retry={"every": "15m", "expire_after": "2d"})
+    config = retry_config(workdir, sink, delivery=EVERY_2H, retry={"every": "15m", "expire_after": "2d"})
     sink.behaviour.rcpt["bob@example.net"] = "450 4.2.0 busy"
 
     async def scenario() -> None:
-        clock = ManualClock(T0 + 90 * M)  # 12:00
-        gw = await open_gateway(config, clock)
-        try:
-            msg = await queue_message(gw, "alice@example.org", ["bob@example.net"])
-            assert await gw.scheduler.tick() == 1
-            assert await next_attempt(gw, msg.id, "bob@example.net") == clock.now() + 15 * M
-            clock.advance(15 * M)
-            assert await gw.scheduler.tick() == 0, "attempted outside a window"
+        async with Harness(workdir, config, start=T0 + 90 * M) as h:  # 12:00
+            mid = await h.submit("alice@example.org", ["bob@example.net"])
+            assert await h.tick() == 1
+            assert await h.next_attempt(mid, "bob@example.net") == h.clock.now() + 15 * M
+            h.clock.advance(15 * M)
+            assert await h.tick() == 0, "attempted outside a window"
             sink.behaviour.rcpt.clear()
-            clock.set(T0 + 210 * M)  # 14:00
-            assert await gw.scheduler.tick() == 1
-            assert await states(gw, msg.id) == {"bob@example.net": "delivered"}
-        finally:
-            await gw.close()
+            h.clock.set(T0 + 210 * M)  # 14:00
+            assert await h.tick() == 1
+            assert await h.states(mid) == {"bob@example.net": "delivered"}
 
     asyncio.run(scenario())
 
@@ -77,50 +71,45 @@ def test_mail_deferred_in_a_run_waits_for_the_next_window(workdir: Path, sink: R
 def test_window_of_whole_hours_sends_as_mail_comes(workdir: Path, sink: RecordingSink) -> None:
     """`* 22-23,0-5 * * *` is a night window: any minute in it starts runs; daytime holds mail."""
     night = {"send_immediately": False, "schedule": ["* 22-23,0-5 * * *"]}
-    config = write_config(workdir, sink, delivery=night)
+    config = retry_config(workdir, sink, delivery=night)
 
     async def scenario() -> None:
-        clock = ManualClock(T0)
-        gw = await open_gateway(config, clock)
-        try:
-            await queue_message(gw, "alice@example.org", ["a@example.net"])
-            assert await gw.scheduler.tick() == 0
-            clock.set(datetime(2030, 6, 3, 23, 17, 5).timestamp())
-            assert await gw.scheduler.tick() == 1
-            await queue_message(gw, "alice@example.org", ["b@example.net"])
-            clock.advance(3 * H)  # 02:17, still night
-            assert await gw.scheduler.tick() == 1
-            await queue_message(gw, "alice@example.org", ["c@example.net"])
-            clock.advance(4 * H)  # 06:17, day
-            assert await gw.scheduler.tick() == 0
-        finally:
-            await gw.close()
+        async with Harness(workdir, config, start=T0) as h:
+            await h.submit("alice@example.org", ["a@example.net"])
+            assert await h.tick() == 0
+            h.clock.set(datetime(2030, 6, 3, 23, 17, 5).timestamp())
+            assert await h.tick() == 1
+            await h.submit("alice@example.org", ["b@example.net"])
+            h.clock.advance(3 * H)  # 02:17, still night
+            assert await h.tick() == 1
+            await h.submit("alice@example.org", ["c@example.net"])
+            h.clock.advance(4 * H)  # 06:17, day
+            assert await h.tick() == 0
+            assert [m.rcpt_tos for m in sink.messages] == [["a@example.net"], ["b@example.net"]]
 
     asyncio.run(scenario())
 
 
 def test_forced_run_outside_the_window(workdir: Path, sink: RecordingSink) -> None:
-    """wake(force=True) — what `pipeline queue retry` sends a running server — starts a run at once."""
-    config = write_config(workdir, sink, delivery=EVERY_2H)
+    """A forced run — what `pipeline queue retry` sends a running server — starts a run at once."""
+    config = retry_config(workdir, sink, delivery=EVERY_2H)
 
     async def scenario() -> None:
-        clock = ManualClock(T0)
-        gw = await open_gateway(config, clock)
-        try:
+        async with Harness(workdir, config, start=T0) as h:
             for i in range(3):
-                await queue_message(gw, "alice@example.org", [f"r{i}@example.net"])
-            assert await gw.scheduler.tick() == 0
-            gw.scheduler.wake(force=True)
-            assert await gw.scheduler.tick() == 3  # drains everything, beyond concurrency 2
-            await queue_message(gw, "alice@example.org", ["late@example.net"])
-            assert await gw.scheduler.tick() == 0, "the forced run is over; the window is still closed"
-        finally:
-            await gw.close()
+                await h.submit("alice@example.org", [f"r{i}@example.net"])
+            assert await h.tick() == 0
+            h.force_run()
+            assert await h.tick() == 3  # drains everything, beyond concurrency 2
+            await h.submit("alice@example.org", ["late@example.net"])
+            assert await h.tick() == 0, "the forced run is over; the window is still closed"
+            assert "late@example.net" not in [r for m in sink.messages for r in m.rcpt_tos]
 
     asyncio.run(scenario())
 
 
-def test_pipeline_queue_retry_forces_a_running_server(mailpipe_factory, sink: RecordingSink) -> None:
+def test_pipeline_queue_retry_forces_a_running_server(mailpipe_factory: Callable[..., MailpipeProcess],
+                                                        sink: RecordingSink) -> None:
     """A real `pipeline serve` with a window far away holds mail until `pipeline queue retry --all`."""
     mp = mailpipe_factory({
         "hostname": "gw.retry.test",

@@ -12,7 +12,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("smarthost*.yaml")))
-def test_example_loads(name, monkeypatch):
+def test_example_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each smarthost example loads with its secrets from the environment and names its login mode."""
     for var in ("ISP_PASSWORD", "ALICE_PASSWORD", "BOB_PASSWORD"):
         monkeypatch.setenv(var, "example-secret")
     config = load_config(EXAMPLES / name)

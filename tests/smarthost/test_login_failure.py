@@ -12,10 +12,15 @@ from __future__ import annotations
 import base64
 import json
 import smtplib
+from collections.abc import Callable
+from pathlib import Path
 
+from tests.peers.certs import TestPKI
+from tests.peers.mailpipe import MailpipeProcess
 from tests.peers.net import wait_until
+from tests.peers.postfix import PostfixPeer
 
-from .harness import make_message
+from .helpers import make_message
 
 WRONG = "Wr0ng-Pa55word-xyzzy"
 
@@ -26,7 +31,10 @@ def forms_of(secret: str, user: str) -> list[bytes]:
             base64.b64encode(f"\0{user}\0{secret}".encode())]
 
 
-def test_wrong_password_keeps_mail_queued_with_one_event(mailpipe_factory, postfix_isp, pki, workdir):
+def test_wrong_password_keeps_mail_queued_with_one_event(
+        mailpipe_factory: Callable[..., MailpipeProcess], postfix_isp: PostfixPeer, pki: TestPKI, workdir: Path,
+) -> None:
+    """A wrong smarthost password: mail stays deferred (451 4.7.8), one error event, the password nowhere."""
     gw = mailpipe_factory({
         "hostname": "gw.test",
         "chain": [
@@ -41,7 +49,7 @@ def test_wrong_password_keeps_mail_queued_with_one_event(mailpipe_factory, postf
     }, env={"ISP_PASSWORD": WRONG})
     with gw:
         host, port = gw.address
-        with smtplib.SMTP(host, port) as client:
+        with smtplib.SMTP(host, port, timeout=10) as client:
             for i in range(3):
                 client.sendmail("alice@example.org", [f"r{i}@remote.test"],
                                 make_message(f"burst {i}", "alice@example.org", f"r{i}@remote.test"))

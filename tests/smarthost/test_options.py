@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 import pytest
@@ -16,8 +18,9 @@ from mailpipe.core.message import Credentials
 from mailpipe.plugins.smarthost.auth import LoginFailed, smtp_login
 from tests.peers.mailpipe import run_pipeline
 from tests.peers.sink import RecordingSink
+from tests.support.harness import Harness
 
-from .harness import GatewayHarness, smarthost_config
+from .helpers import smarthost_config
 
 LOGIN = {"mode": "login", "username": "gw", "password": "s3cret-Pa55"}
 POP_ACCOUNT = {"address": "alice@example.org", "username": "alice", "password": "x",
@@ -63,13 +66,14 @@ def refusal(workdir, smarthost: dict, **top) -> str:
     ({"server": "smtp.isp.test", "auth": {"mode": "login", "username": "gw", "password": "p",
                                           "mechanism": "digest-md5"}}, {}, "chain[0].smarthost.auth.mechanism"),
 ])
-def test_bad_options_are_refused(workdir, smarthost, top, expected):
+def test_bad_options_are_refused(workdir: Path, smarthost: dict[str, Any], top: dict[str, Any], expected: str) -> None:
+    """Each bad smarthost option is refused with a message naming the key; the password is never shown."""
     out = refusal(workdir, smarthost, **top)
     assert expected in out
     assert "s3cret-Pa55" not in out
 
 
-def test_plaintext_credentials_refused_by_check_and_serve(workdir):
+def test_plaintext_credentials_refused_by_check_and_serve(workdir: Path) -> None:
     """A plain-text server with credentials and no opt-out: nothing starts, the error names the key."""
     smarthost = {"server": "smtp.isp.test", "tls": "none", "auth": LOGIN}
     for command in ("check", "serve"):
@@ -80,7 +84,8 @@ def test_plaintext_credentials_refused_by_check_and_serve(workdir):
         assert "s3cret-Pa55" not in out and "Traceback" not in out
 
 
-def test_good_options_pass_check(workdir):
+def test_good_options_pass_check(workdir: Path) -> None:
+    """Good options pass `pipeline check`; pop-before-smtp with APOP over plain POP3 is accepted."""
     code, out = check(workdir, {"server": ["smtp1.isp.test", "smtp2.isp.test:2525"], "tls": "none",
                                 "allow_plaintext_auth": True, "auth": LOGIN})
     assert code == 0, out
@@ -104,7 +109,7 @@ class CountingSink(RecordingSink):
         super().__init__(host, authenticator=authenticator, auth_require_tls=False)
 
 
-def test_runtime_guard_never_sends_a_password_in_clear():
+def test_runtime_guard_never_sends_a_password_in_clear() -> None:
     """Even if options were bypassed: smtp_login on a connection without TLS refuses before AUTH."""
     with CountingSink("127.0.1.41") as sink:
 
@@ -126,7 +131,7 @@ def test_runtime_guard_never_sends_a_password_in_clear():
     assert "s3cret" not in str(exc)
 
 
-def test_plaintext_login_with_the_opt_out(workdir):
+def test_plaintext_login_with_the_opt_out(workdir: Path) -> None:
     """allow_plaintext_auth: true is the one way to log in without TLS, and then it works."""
     with CountingSink("127.0.1.41") as sink:
         config = smarthost_config(workdir, {"server": f"{sink.host}:{sink.port}", "tls": "none",
@@ -134,9 +139,9 @@ def test_plaintext_login_with_the_opt_out(workdir):
                                             "auth": {**LOGIN, "mechanism": "login"}})
 
         async def scenario():
-            async with GatewayHarness(workdir, config) as h:
+            async with Harness(workdir, config) as h:
                 mid = await h.submit("alice@example.org", ["r@remote.test"])
-                await h.run()
+                await h.deliver()
                 assert await h.states(mid) == {"r@remote.test": "delivered"}
 
         asyncio.run(scenario())

@@ -9,12 +9,16 @@ and which login carried the message.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
+from tests.peers.certs import TestPKI
 from tests.peers.fixtures import PEER_USERS
+from tests.peers.postfix import PostfixPeer
+from tests.support.harness import Harness
 
-from .harness import GatewayHarness, smarthost_config
+from .helpers import smarthost_config
 
 
 def login_config(workdir, postfix, pki, *, port: int, tls: str, mechanism: str, **extra):
@@ -37,7 +41,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("listener", "tls", "mechanism", "seen"), CASES)
-def test_login_mode_delivers_through_postfix(workdir, postfix_isp, pki, listener, tls, mechanism, seen):
+def test_login_mode_delivers_through_postfix(
+        workdir: Path, postfix_isp: PostfixPeer, pki: TestPKI, listener: str, tls: str, mechanism: str, seen: str,
+) -> None:
     """mode: login with each mechanism over STARTTLS (587-style) and implicit TLS (465-style).
 
     ``auto`` picks the strongest mechanism Postfix offers through Dovecot (CRAM-MD5).
@@ -46,9 +52,9 @@ def test_login_mode_delivers_through_postfix(workdir, postfix_isp, pki, listener
     config = login_config(workdir, postfix_isp, pki, port=port, tls=tls, mechanism=mechanism)
 
     async def scenario():
-        async with GatewayHarness(workdir, config) as h:
-            mid = await h.submit("alice@example.org", ["rcpt@remote.test"])
-            await h.run()
+        async with Harness(workdir, config) as h:
+            mid = await h.submit("alice@example.org", ["rcpt@remote.test"], subject="from alice@example.org")
+            await h.deliver()
             assert await h.states(mid) == {"rcpt@remote.test": "delivered"}
 
     asyncio.run(scenario())

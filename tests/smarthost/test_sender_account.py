@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import email
+from pathlib import Path
 
+from tests.peers.certs import TestPKI
 from tests.peers.fixtures import PEER_USERS
+from tests.peers.postfix import PostfixPeer
+from tests.support.harness import Harness
 
-from .harness import GatewayHarness, smarthost_config
+from .helpers import smarthost_config
 
 ACCOUNTS = [
     {"address": "alice@example.org", "username": "alice", "password": PEER_USERS["alice"]},
@@ -32,7 +36,7 @@ def authenticated_sender(data: bytes) -> str:
     raise AssertionError(f"no Authenticated sender in {received}")
 
 
-def test_each_sender_logs_in_with_its_own_account(workdir, postfix_isp, pki):
+def test_each_sender_logs_in_with_its_own_account(workdir: Path, postfix_isp: PostfixPeer, pki: TestPKI) -> None:
     """Two senders, three messages: every message arrives under its own sender's login.
 
     A third sender has no Internet Mail Account: it is not sent under anybody
@@ -41,18 +45,18 @@ def test_each_sender_logs_in_with_its_own_account(workdir, postfix_isp, pki):
     config = sender_account_config(workdir, postfix_isp, pki)
 
     async def scenario():
-        async with GatewayHarness(workdir, config) as h:
+        async with Harness(workdir, config) as h:
             a1 = await h.submit("alice@example.org", ["r1@remote.test"])
             b1 = await h.submit("bob@example.org", ["r2@remote.test"])  # case differs from the account
             a2 = await h.submit("alice@example.org", ["r3@remote.test"])
             c1 = await h.submit("carol@example.org", ["r4@remote.test"])
             c2 = await h.submit("carol@example.org", ["r5@remote.test"])
-            await h.run()
+            await h.deliver()
             for mid in (a1, b1, a2):
                 assert set((await h.states(mid)).values()) == {"delivered"}
             for mid in (c1, c2):
                 assert set((await h.states(mid)).values()) == {"deferred"}
-            attempt = (await h.detail(c1)).attempts[-1]
+            attempt = (await h.last_attempts(c1))["r4@remote.test"]
             assert (attempt.code, attempt.enhanced) == (451, "4.7.1")
             assert "no Internet Mail Account for sender carol@example.org" in attempt.text
             events = await h.events("smarthost.no_account")
@@ -67,15 +71,17 @@ def test_each_sender_logs_in_with_its_own_account(workdir, postfix_isp, pki):
     assert not any("carol" in m.data.decode() for m in got)
 
 
-def test_reports_from_the_null_sender_go_under_their_recipients_login(workdir, postfix_isp, pki):
+def test_reports_from_the_null_sender_go_under_their_recipients_login(
+        workdir: Path, postfix_isp: PostfixPeer, pki: TestPKI,
+) -> None:
     """mailpipe's own reports (MAIL FROM:<>) to alice leave under alice's login; none to carol (no account)."""
     config = sender_account_config(workdir, postfix_isp, pki)
 
     async def scenario():
-        async with GatewayHarness(workdir, config) as h:
+        async with Harness(workdir, config) as h:
             to_alice = await h.submit("", ["alice@example.org"])
             to_carol = await h.submit("", ["carol@example.org"])
-            await h.run()
+            await h.deliver()
             assert await h.states(to_alice) == {"alice@example.org": "delivered"}
             assert await h.states(to_carol) == {"carol@example.org": "deferred"}
 

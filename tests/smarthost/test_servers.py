@@ -3,29 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
+from tests.peers.certs import TestPKI
 from tests.peers.sink import RecordingSink
+from tests.support.harness import Harness
 
 from .badservers import ScriptedServer, closed_port
-from .harness import GatewayHarness, smarthost_config
+from .helpers import smarthost_config
 
 
 def run_one(workdir, smarthost: dict, recipients: list[str]):
     """Queue one message, deliver it once; return (states, attempts by recipient)."""
 
     async def scenario():
-        async with GatewayHarness(workdir, smarthost_config(workdir, smarthost)) as h:
+        async with Harness(workdir, smarthost_config(workdir, smarthost)) as h:
             mid = await h.submit("alice@example.org", recipients)
-            await h.run()
-            detail = await h.detail(mid)
-            return await h.states(mid), {a.recipient: a for a in detail.attempts}
+            await h.deliver()
+            return await h.states(mid), await h.last_attempts(mid)
 
     return asyncio.run(scenario())
 
 
-def test_next_server_when_one_is_unreachable_or_answers_4xx(workdir):
+def test_next_server_when_one_is_unreachable_or_answers_4xx(workdir: Path) -> None:
     """Refused connection, then 421 at the greeting, then a working server: delivered by the third."""
     dead = closed_port("127.0.1.51")
     with ScriptedServer("127.0.1.52", "421 4.3.2 Service not available, closing") as busy, \
@@ -39,7 +41,7 @@ def test_next_server_when_one_is_unreachable_or_answers_4xx(workdir):
     assert attempts["r@remote.test"].remote_host == f"127.0.1.53:{good.port}"
 
 
-def test_all_servers_failing_is_temporary_and_names_each(workdir):
+def test_all_servers_failing_is_temporary_and_names_each(workdir: Path) -> None:
     """Nothing works, including a 554 greeting: the mail stays queued; the reply says what each did."""
     dead = closed_port("127.0.1.51")
     with ScriptedServer("127.0.1.52", "554 5.7.1 go away") as refusing:
@@ -53,7 +55,7 @@ def test_all_servers_failing_is_temporary_and_names_each(workdir):
     assert f"127.0.1.52:{refusing.port}: 554 5.7.1" in a.text and "go away" in a.text
 
 
-def test_silent_server_times_out(workdir):
+def test_silent_server_times_out(workdir: Path) -> None:
     """A server that greets and then never answers EHLO: temporary, after ``timeout``."""
     with ScriptedServer("127.0.1.54", "220 hung.test ESMTP", hang=True) as hung:
         states, attempts = run_one(workdir, {"server": f"{hung.host}:{hung.port}", "tls": "none",
@@ -62,7 +64,7 @@ def test_silent_server_times_out(workdir):
     assert "timed out" in attempts["r@remote.test"].text
 
 
-def test_starttls_required_but_not_offered(workdir):
+def test_starttls_required_but_not_offered(workdir: Path) -> None:
     """tls: starttls against a server without STARTTLS: temporary, never sent in clear."""
     with RecordingSink("127.0.1.55") as plain:
         states, attempts = run_one(workdir, {"server": f"{plain.host}:{plain.port}", "tls": "starttls"},
@@ -72,7 +74,7 @@ def test_starttls_required_but_not_offered(workdir):
     assert "does not offer STARTTLS" in attempts["r@remote.test"].text
 
 
-def test_untrusted_certificate_is_temporary(workdir, pki):
+def test_untrusted_certificate_is_temporary(workdir: Path, pki: TestPKI) -> None:
     """tls: implicit with the system CAs against a server whose CA is not trusted: 4.7.5, kept queued."""
     import ssl
 
@@ -99,7 +101,10 @@ def test_untrusted_certificate_is_temporary(workdir, pki):
     ("data", "452 4.3.1 out of storage",
      {"ok@remote.test": "deferred", "bad@remote.test": "deferred", "busy@remote.test": "deferred"}),
 ])
-def test_replies_to_mail_rcpt_data_map_per_recipient(workdir, stage, reply, expected):
+def test_replies_to_mail_rcpt_data_map_per_recipient(
+        workdir: Path, stage: str, reply: str | dict[str, str], expected: dict[str, str],
+) -> None:
+    """Replies to MAIL, RCPT and DATA become per-recipient outcomes: 5xx failed, 4xx deferred."""
     with RecordingSink("127.0.1.56") as sink:
         if stage == "rcpt":
             sink.behaviour.rcpt.update(reply)

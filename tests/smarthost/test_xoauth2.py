@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 import pytest
 
-from .harness import GatewayHarness, smarthost_config
+from tests.peers.certs import TestPKI
+from tests.support.harness import Harness
+
+from .helpers import smarthost_config
 from .oauth_sink import OAuthSink
 
 TOKEN = "ya29.test-access-token-4711"
@@ -21,15 +25,16 @@ def oauth_config(workdir, sink, pki, **auth):
 
 
 @pytest.mark.parametrize("source", ["token", "token_command"])
-def test_xoauth2_token_from_config_or_command(workdir, pki, source):
+def test_xoauth2_token_from_config_or_command(workdir: Path, pki: TestPKI, source: str) -> None:
+    """XOAUTH2 with a token from the config or from a command logs in and delivers."""
     auth = {"token": TOKEN} if source == "token" else {
         "token_command": [sys.executable, "-c", f"print({TOKEN!r})"]}
     with OAuthSink("127.0.0.1", pki, {"gateway@isp.test": TOKEN}) as sink:
 
         async def scenario():
-            async with GatewayHarness(workdir, oauth_config(workdir, sink, pki, **auth)) as h:
+            async with Harness(workdir, oauth_config(workdir, sink, pki, **auth)) as h:
                 mid = await h.submit("alice@example.org", ["r@remote.test"])
-                await h.run()
+                await h.deliver()
                 assert await h.states(mid) == {"r@remote.test": "delivered"}
 
         asyncio.run(scenario())
@@ -39,7 +44,7 @@ def test_xoauth2_token_from_config_or_command(workdir, pki, source):
 
 
 @pytest.mark.parametrize("source", ["token", "token_command"])
-def test_xoauth2_bad_token_keeps_mail_queued(workdir, pki, source):
+def test_xoauth2_bad_token_keeps_mail_queued(workdir: Path, pki: TestPKI, source: str) -> None:
     """A refused token (334 JSON error, then 535) or a failing token command: deferred, one event, no token shown."""
     bad = "ya29.expired-token-0815"
     auth = {"token": bad} if source == "token" else {
@@ -50,12 +55,12 @@ def test_xoauth2_bad_token_keeps_mail_queued(workdir, pki, source):
     with OAuthSink("127.0.0.1", pki, {"gateway@isp.test": TOKEN}) as sink:
 
         async def scenario():
-            async with GatewayHarness(workdir, oauth_config(workdir, sink, pki, **auth)) as h:
+            async with Harness(workdir, oauth_config(workdir, sink, pki, **auth)) as h:
                 ids = [await h.submit("alice@example.org", [f"r{i}@remote.test"]) for i in range(2)]
-                await h.run()
+                await h.deliver()
                 for i, mid in enumerate(ids):
                     assert await h.states(mid) == {f"r{i}@remote.test": "deferred"}
-                return (await h.detail(ids[0])).attempts[-1], await h.events("smarthost.login_failed")
+                return (await h.last_attempts(ids[0]))["r0@remote.test"], await h.events("smarthost.login_failed")
 
         attempt, events = asyncio.run(scenario())
     assert sink.messages == []
