@@ -25,7 +25,7 @@ from .clock import Clock
 from .delivery import Delivery
 from .housekeeping import Housekeeping
 from .message import Message
-from .queue import DeliveryQueue
+from .queue import DeliveryQueue, QueueError
 from .runtime import RuntimeHolder
 from .settings import DeliverySettings
 from .windows import Windows
@@ -113,6 +113,9 @@ class Scheduler:
                             timeout = await self._sleep_time(now)
                 else:
                     timeout = await self._sleep_time(now)
+            except QueueError as exc:  # the queue's own outage logging says more; one line here
+                log.warning("delivery paused: %s; trying again in %ss", exc, SAFETY_WAKE)
+                timeout = SAFETY_WAKE
             except Exception:
                 log.exception("scheduler run failed; trying again in %ss", SAFETY_WAKE)
                 timeout = SAFETY_WAKE

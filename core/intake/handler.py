@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..clock import Clock
@@ -28,6 +28,23 @@ from .normalise import normalise_line_ends
 from .received import received_header
 
 log = logging.getLogger("mailpipe.intake")
+
+
+class Outage:
+    """Whether the queue refused the last store: one event when an outage begins, one when it ends."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    def began(self) -> bool:
+        """A store failed; True if the queue was working until now."""
+        first, self.down = not self.down, True
+        return first
+
+    def ended(self) -> bool:
+        """A store worked; True if the queue was down until now."""
+        was, self.down = self.down, False
+        return was
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,7 @@ class IntakeServices:
     clock: Clock
     sessions: Sessions
     stored: Callable[[Message], None]
+    outage: Outage = field(default_factory=Outage)
 
 
 def _addr(address: str) -> str:
@@ -158,8 +176,14 @@ class IntakeHandler:
             services.events.emit("queue.full", str(exc), level="error")
             return "452 4.3.1 Insufficient system storage"
         except QueueError as exc:
-            services.events.emit("queue.error", str(exc), level="error")
+            if services.outage.began():  # one event per outage, not one per refused message
+                services.events.emit("queue.error", f"{exc}; messages are refused with 451 until it works again",
+                                     level="error")
+            else:
+                log.info("message from %s refused: the queue is unavailable", info.peer)
             return "451 4.3.0 Queue unavailable, try again later"
+        if services.outage.ended():
+            services.events.emit("queue.available", "the queue takes messages again")
         log.info("%s: accepted from %s <%s> for %d recipient(s), %d bytes", queue_id, info.peer,
                  message.sender, len(message.recipients), message.size)
         services.stored(message)

@@ -109,7 +109,10 @@ class AlertsPlugin(Plugin):
     async def _loop(self) -> None:
         while True:
             try:
-                await self.check()
+                queue, now = self.context.queue, self.context.clock.now()
+                # With several nodes on one queue, one of them checks per round (the queue decides).
+                if queue is not None and await queue.run_once("alerts", now, self.opts.check_every):
+                    await self.check(now)
             except Exception:  # noqa: BLE001 - keep checking; the next round may work
                 log.exception("alerts: checking the queue failed")
             await asyncio.sleep(self.opts.check_every)

@@ -1,0 +1,90 @@
+"""The admin face's SQL on messages: show, list, retry, hold, release a hold, delete.
+
+Each function is a job ``fn(conn, ...)`` that ``PostgresQueue`` runs in one transaction. They
+act on the whole queue, whichever node's configuration the command was given.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from mailpipe.core.queue import MessageDetail, MessageSummary
+
+from .delivery import ACTIVE, MESSAGE_COLUMNS, message_from_row, recipients_of
+from .logs import select_attempts
+
+
+async def get(conn: AsyncConnection[Any], message_id: str) -> MessageDetail | None:
+    """One message with all its recipients and attempts (no body, no loader); None if unknown."""
+    cur = await conn.execute(f"SELECT {MESSAGE_COLUMNS}, m.client FROM messages m WHERE m.id = %s", (message_id,))
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    recipients = await recipients_of(conn, "WHERE message_id = %s", (message_id,))
+    attempts = await select_attempts(conn, "WHERE message_id = %s", [message_id], 10_000)
+    return MessageDetail(message_from_row(row[:6], recipients), attempts, json.loads(row[6] or "{}"))
+
+
+async def summaries(conn: AsyncConnection[Any], state: str | None, limit: int) -> list[MessageSummary]:
+    """Unfinished messages oldest first, or those with a recipient in ``state``, with counts by state."""
+    if state:
+        where = "WHERE m.id IN (SELECT message_id FROM recipients WHERE state = %s)"
+        params: list[Any] = [state, limit]
+    else:
+        where = "WHERE m.done_at IS NULL"
+        params = [limit]
+    cur = await conn.execute(
+        f"SELECT m.id, m.sender, m.created, m.size FROM messages m {where} ORDER BY m.created, m.id LIMIT %s", params)
+    out = {mid: MessageSummary(mid, sender, created, size) for mid, sender, created, size in await cur.fetchall()}
+    if not out:
+        return []
+    cur = await conn.execute(
+        "SELECT message_id, state, count(*), min(next_attempt) FROM recipients WHERE message_id = ANY(%s) "
+        "GROUP BY message_id, state", (list(out),))
+    for mid, st, n, nxt in await cur.fetchall():
+        summary = out[mid]
+        summary.recipients[st] = n
+        if st in ("pending", "deferred"):
+            summary.next_attempt = nxt if summary.next_attempt is None else min(summary.next_attempt, nxt)
+    return list(out.values())
+
+
+def _filter(ids: list[str] | None) -> tuple[str, list[Any]]:
+    """The message filter: all messages (None) or those in ``ids``."""
+    return ("TRUE", []) if ids is None else ("message_id = ANY(%s)", [ids])
+
+
+async def retry_now(conn: AsyncConnection[Any], ids: list[str] | None, now: float) -> int:
+    """Pending/deferred recipients of messages nobody holds a lease on are due at ``now``; how many."""
+    where, params = _filter(ids)
+    cur = await conn.execute(
+        f"UPDATE recipients SET next_attempt = %s WHERE state IN {ACTIVE} AND {where} AND message_id IN "
+        "(SELECT id FROM messages WHERE lease_owner IS NULL AND done_at IS NULL)", [now, *params])
+    return cur.rowcount
+
+
+async def hold(conn: AsyncConnection[Any], ids: list[str] | None) -> int:
+    """Pending/deferred recipients of these messages are held; how many."""
+    where, params = _filter(ids)
+    cur = await conn.execute(f"UPDATE recipients SET state = 'held' WHERE state IN {ACTIVE} AND {where}", params)
+    return cur.rowcount
+
+
+async def release_hold(conn: AsyncConnection[Any], ids: list[str] | None, now: float) -> int:
+    """Held recipients are due at ``now``: pending if never tried, deferred otherwise; how many."""
+    where, params = _filter(ids)
+    cur = await conn.execute(
+        "UPDATE recipients SET state = CASE WHEN attempts = 0 THEN 'pending' ELSE 'deferred' END, "
+        f"next_attempt = %s WHERE state = 'held' AND {where}", [now, *params])
+    return cur.rowcount
+
+
+async def delete(conn: AsyncConnection[Any], ids: list[str]) -> int:
+    """Remove these messages with their recipients and bodies (ON DELETE CASCADE); how many there were."""
+    if not ids:
+        return 0
+    cur = await conn.execute("DELETE FROM messages WHERE id = ANY(%s)", (ids,))
+    return cur.rowcount
