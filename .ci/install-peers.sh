@@ -6,44 +6,14 @@
 # port 25 or 110.
 set -euo pipefail
 
-PACKAGES=(postfix dovecot-core dovecot-pop3d dnsmasq-base swaks dnsutils)
+. "$(dirname "$0")/apt.sh"
 
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-    if ! dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
-        missing+=("$pkg")
-    fi
-done
-
-if ((${#missing[@]} == 0)); then
-    echo "install-peers: already installed: ${PACKAGES[*]}"
-else
-    echo "install-peers: installing (missing: ${missing[*]})"
-    # Postfix must ask nothing and write no /etc/postfix/main.cf of its own.
+# Postfix must ask nothing and write no /etc/postfix/main.cf of its own.
+postfix_answers() {
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-
-    # Keep maintainer scripts from starting services: policy-rc.d exit 101.
-    # Only a policy we put there ourselves is removed again.
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\n# install-peers.sh: start no services during this install\nexit 101\n' \
-            >/usr/sbin/policy-rc.d
-        chmod 0755 /usr/sbin/policy-rc.d
-        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-    fi
-
-    install_packages() {
-        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q "${PACKAGES[@]}"
-    }
-    # Refresh the package lists only when they do not know the packages yet
-    # (or the install fails on stale lists).
-    if ! apt-cache show "${missing[@]}" >/dev/null 2>&1; then
-        apt-get -o DPkg::Lock::Timeout=900 update -qq
-    fi
-    if ! install_packages; then
-        apt-get -o DPkg::Lock::Timeout=900 update -qq
-        install_packages
-    fi
-fi
+}
+ensure_packages install-peers --no-services --before postfix_answers \
+    postfix dovecot-core dovecot-pop3d dnsmasq-base swaks dnsutils
 
 # Whatever happened before (another installer, a boot with systemd), the
 # system-wide instances must not run: stop them through their own tools.
@@ -65,7 +35,5 @@ if command -v ss >/dev/null 2>&1; then
     fi
 fi
 
-for cmd in postfix postqueue dovecot doveadm dnsmasq swaks dig script; do
-    command -v "$cmd" >/dev/null || { echo "install-peers: $cmd not found" >&2; exit 1; }
-done
+require_commands install-peers postfix postqueue dovecot doveadm dnsmasq swaks dig script
 echo "install-peers: ok ($(postconf -d -h mail_version 2>/dev/null | sed 's/^/postfix /'), dovecot $(dovecot --version | cut -d' ' -f1), $(dnsmasq --version | head -1 | cut -d' ' -f1-3))"

@@ -1,166 +1,43 @@
 """A private Postfix instance relaying everything it accepts on loopback to one ``smtp-sink``.
 
-Its own config, queue and data directories under a work dir, chroot off, a
-log file (Postfix has no syslog here), the listener bound explicitly in
-master.cf. Durability is left at Postfix's defaults (queue files are fsynced
-before ``250``), and so are flow control (``in_flow_delay``), process limits and
-delivery concurrency: it is the Debian package as shipped, configured as a
-relay. Only what a relay on loopback needs is set, plus ``smtpd_peername_lookup
-= no`` (mailpipe does no reverse DNS either).
+The same private instance the tests start (tests/peers/postfix.py): its own
+config, queue and data directories under a work dir, chroot off, a log file,
+the listener bound explicitly in master.cf. Durability is left at Postfix's
+defaults (queue files are fsynced before ``250``), and so are flow control
+(``in_flow_delay``), process limits and delivery concurrency: it is the Debian
+package as shipped, configured as a relay. Only what a relay on loopback needs
+is set, plus ``smtpd_peername_lookup = no`` (mailpipe does no reverse DNS either).
 """
 
 from __future__ import annotations
 
-import os
-import shlex
-import shutil
-import subprocess
-import time
 from pathlib import Path
 
-from common import CLEANUP, BenchError, free_port, pid_alive, port_accepts, stop_group, tail, wait_until
-
-MASTER_SERVICES = """\
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
+from tests.peers.net import free_port
+from tests.peers.postfix import PostfixInstance
 
 
-class PostfixRelay:
+class PostfixRelay(PostfixInstance):
     """``postfix -c WORKDIR/etc start``: listens on ``host:port``, relays to ``[127.0.0.1]:sink_port``."""
 
     def __init__(self, workdir: Path, sink_port: int, *, host: str = "127.0.0.1", port: int | None = None,
                  start_timeout: float = 30.0) -> None:
-        self.workdir = Path(workdir)
-        self.sink_port = sink_port
-        self.host = host
+        super().__init__(workdir, relay_port=sink_port, host=host, name="bench", myhostname="relay.bench.test",
+                         generated_by="bench/postfix_relay.py", start_timeout=start_timeout)
         self.port = port or free_port(host)
-        self.start_timeout = start_timeout
-        self.config_dir = self.workdir / "etc"
-        self.queue_dir = self.workdir / "spool"
-        self.data_dir = self.workdir / "data"
-        self.log_file = self.workdir / "maillog"
-        self.pid: int | None = None
-        self._cleanup_key: int | None = None
+
+    def listen_ports(self) -> list[int]:
+        """The one smtpd listener."""
+        return [self.port]
+
+    def listeners(self) -> list[str]:
+        """One smtpd on ``host:port``, with Postfix's defaults."""
+        return [f"{self.host}:{self.port} inet n - n - - smtpd\n"]
 
     def main_cf(self) -> dict[str, str]:
+        """A relay for every client on loopback."""
         return {
-            "compatibility_level": "3.6",
-            "config_directory": str(self.config_dir),
-            "queue_directory": str(self.queue_dir),
-            "data_directory": str(self.data_dir),
-            "syslog_name": "postfix-bench",
-            "maillog_file": str(self.log_file),
-            "maillog_file_prefixes": str(self.workdir),
-            "myhostname": "relay.bench.test",
-            "mydomain": "bench.test",
-            "myorigin": "$myhostname",
-            "inet_interfaces": "loopback-only",
-            "inet_protocols": "ipv4",
-            "mydestination": "",
-            "relay_domains": "",
-            "local_recipient_maps": "",
-            "alias_maps": "",
-            "alias_database": "",
-            "local_transport": "error:5.1.1 no local delivery on this relay",
+            **super().main_cf(),
             "mynetworks": "127.0.0.0/8",
             "smtpd_relay_restrictions": "permit_mynetworks, reject",
-            "smtpd_peername_lookup": "no",
-            "relayhost": f"[127.0.0.1]:{self.sink_port}",
-            "smtp_tls_security_level": "none",
-            "biff": "no",
         }
-
-    def master_cf(self) -> str:
-        return (f"# Generated by bench/postfix_relay.py. No chroot anywhere.\n"
-                f"{self.host}:{self.port} inet n - n - - smtpd\n{MASTER_SERVICES}")
-
-    def _postfix(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        # Postfix prints configuration errors only to a terminal: run it under script(1).
-        cmd = shlex.join(["postfix", "-c", str(self.config_dir), *args])
-        return subprocess.run(["script", "-qefc", cmd, "/dev/null"], stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=timeout, check=False)
-
-    def _write_config(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.workdir, 0o755)
-        for parent in self.workdir.parents:  # postfix's users must be able to traverse the path
-            if parent == Path("/") or str(parent) == "/tmp":
-                break
-            os.chmod(parent, os.stat(parent).st_mode | 0o055)
-        for d in (self.config_dir, self.queue_dir, self.data_dir):
-            if d.exists():
-                shutil.rmtree(d)
-            d.mkdir(mode=0o755)
-        shutil.chown(self.data_dir, "postfix", "postfix")
-        (self.config_dir / "main.cf").write_text(
-            "# Generated by bench/postfix_relay.py.\n" + "".join(f"{k} = {v}\n" for k, v in self.main_cf().items()))
-        (self.config_dir / "master.cf").write_text(self.master_cf())
-        # Postfix dozes until table files are a couple of seconds old: backdate them.
-        past = time.time() - 60
-        for f in self.config_dir.iterdir():
-            os.utime(f, (past, past))
-
-    def start(self) -> PostfixRelay:
-        self._write_config()
-        proc = self._postfix("start")
-        if proc.returncode != 0:
-            raise BenchError(f"postfix -c {self.config_dir} start failed:\n{proc.stdout}\n{tail(self.log_file)}")
-        pid_file = self.queue_dir / "pid" / "master.pid"
-
-        def have_pid() -> bool:
-            try:
-                self.pid = int(pid_file.read_text().split()[0])
-                return True
-            except (OSError, ValueError, IndexError):
-                return False
-
-        wait_until(have_pid, self.start_timeout, "Postfix master.pid", lambda: tail(self.log_file))
-        self._cleanup_key = CLEANUP.add("postfix", self.stop)
-        wait_until(lambda: port_accepts(self.host, self.port), self.start_timeout,
-                   f"Postfix smtpd on {self.host}:{self.port}", lambda: tail(self.log_file))
-        return self
-
-    def queue_empty(self) -> bool:
-        """No message left in incoming/active/deferred (cheap directory walk)."""
-        for sub in ("incoming", "active", "deferred", "maildrop"):
-            for _root, _dirs, files in os.walk(self.queue_dir / sub):
-                if files:
-                    return False
-        return True
-
-    def stop(self) -> None:
-        pid, self.pid = self.pid, None
-        if pid is not None and pid_alive(pid):
-            stop_group(pid, timeout=10)
-            wait_until(lambda: not port_accepts(self.host, self.port), 10,
-                       f"Postfix listener on {self.host}:{self.port} to close")
-        if self._cleanup_key is not None:
-            CLEANUP.done(self._cleanup_key)
-            self._cleanup_key = None
-
-    def __enter__(self) -> PostfixRelay:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -16,7 +16,8 @@ public API:
 
 and reports its peak RSS (VmHWM): bodies stay on disk, so it must not grow with N.
 
-Run ``python bench/queue_scaling.py --sizes 100,100000`` on its own, or through run.py.
+Run ``python -m bench.queue_scaling --sizes 100,100000`` from the repository root on its own, or through
+``python -m bench.run``.
 """
 
 from __future__ import annotations
@@ -34,9 +35,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import BenchError, proc_status  # noqa: E402
+from .common import REPO_DIR, BenchError
+from .machine import proc_status
 
 CHUNK = 50_000
 OWNER = "bench:0:scaling"
@@ -199,10 +199,10 @@ async def measure(path: Path, sequential: int, concurrent: int, body_size: int) 
 
 def measure_in_subprocess(path: Path, *, sequential: int, concurrent: int, body_size: int,
                           timeout: float = 600) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", str(path), "--sequential", str(sequential),
+    cmd = [sys.executable, "-m", "bench.queue_scaling", "--measure", str(path), "--sequential", str(sequential),
            "--concurrent", str(concurrent), "--body-size", str(body_size)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO_DIR)
     except subprocess.TimeoutExpired as exc:
         raise BenchError(f"queue measurement took longer than {timeout:.0f}s") from exc
     if proc.returncode != 0:
@@ -234,7 +234,7 @@ def run_scaling(workdir: Path, sizes: list[int], *, body_size: int = 4096, seque
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.queue_scaling", description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="100,100000,1000000")
     ap.add_argument("--body-size", type=int, default=4096)
     ap.add_argument("--sequential", type=int, default=100)

@@ -162,8 +162,8 @@ def write_markdown(rep: Report, path: Path) -> None:
     m = rep.machine
     parts = [
         "# Benchmark results\n",
-        f"Written by `bench/run.py` on {m['date']}. Command: `{rep.command}`. See bench/README.md for what each "
-        "figure means.\n",
+        f"Written by `python -m bench.run` on {m['date']}. Command: `{rep.command}`. "
+        "See bench/README.md for what each figure means.\n",
         "## Machine\n",
         "\n".join(f"- {k}: {v}" for k, v in m.items() if k != "date") + "\n",
         f"- load average (1, 5, 15 min): {rep.load_before} before, {rep.load_after} after\n",

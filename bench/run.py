@@ -1,5 +1,6 @@
-#!/usr/bin/env python3
-"""mailpipe against Postfix, side by side, on this machine: ``python bench/run.py [--messages N] [--quick]``.
+"""mailpipe against Postfix, side by side, on this machine: ``python -m bench.run [--messages N] [--quick]``.
+
+Run it from the repository root (it imports the test-support package, tests/peers).
 
 For each number of sessions (1, 20) and message size (4 KB, 100 KB):
 
@@ -29,32 +30,20 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-import queue_scaling  # noqa: E402
-from common import (  # noqa: E402
-    BENCH_DIR,
-    CLEANUP,
-    RESULTS_DIR,
-    BenchError,
-    install_signal_handlers,
-    loadavg,
-    machine,
-)
-from mailpipe_relay import MailpipeRelay  # noqa: E402
-from postfix_relay import PostfixRelay  # noqa: E402
-from report import Report, Run, print_report, write_markdown  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.progress import (  # noqa: E402
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from sink import Sink, Source  # noqa: E402
-from spy_profile import PySpy, py_spy_path, summarise  # noqa: E402
+from tests.peers.net import PeerError
+from tests.peers.service import RUNNING
+
+from . import queue_scaling
+from .common import BENCH_DIR, RESULTS_DIR, BenchError, install_signal_handlers
+from .machine import loadavg, machine
+from .mailpipe_relay import MailpipeRelay
+from .postfix_relay import PostfixRelay
+from .postfix_tools import SMTP_SINK, SMTP_SOURCE, SmtpSink, SmtpSource
+from .report import Report, Run, print_report, write_markdown
+from .spy_profile import PySpy, py_spy_path, summarise
 
 SYSTEMS = ("sink", "postfix", "mailpipe")
 
@@ -71,7 +60,8 @@ def _ints(text: str) -> list[int]:
 
 
 def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description="mailpipe vs Postfix relay benchmark, and queue scaling.")
+    ap = argparse.ArgumentParser(prog="python -m bench.run",
+                                 description="mailpipe vs Postfix relay benchmark, and queue scaling.")
     ap.add_argument("--messages", type=int, help="messages per run (default 5000; 1000 with --quick)")
     ap.add_argument("--quick", action="store_true",
                     help="1,000 messages per run, queue scaling up to 100,000 (about 2 minutes)")
@@ -111,6 +101,8 @@ def _label(system: str, sessions: int, size: int) -> str:
 
 
 class Bench:
+    """The relay runs of one bench invocation, each shown as a progress task."""
+
     def __init__(self, args: argparse.Namespace, progress: Progress, workroot: Path) -> None:
         self.args = args
         self.progress = progress
@@ -118,6 +110,7 @@ class Bench:
         self.profile_files: list[str] = []
 
     def run_one(self, system: str, sessions: int, size: int, *, profile: bool = False) -> Run:
+        """One run of ``system`` (sink, postfix or mailpipe): its figures, or the reason it failed."""
         args = self.args
         n = args.messages
         run = Run(system, sessions, size, n)
@@ -126,10 +119,10 @@ class Bench:
         workdir = self.workroot / f"{system}-{sessions}-{size}{'-profiled' if profile else ''}"
         workdir.mkdir(parents=True, exist_ok=True)
         os.chmod(workdir, 0o755)
-        sink = Sink(log=workdir / "sink.log")
+        sink = SmtpSink(log=workdir / "sink.log")
         relay: PostfixRelay | MailpipeRelay | None = None
         spies: list[PySpy] = []
-        source: Source | None = None
+        source: SmtpSource | None = None
         try:
             sink.start()
             if system == "postfix":
@@ -142,7 +135,7 @@ class Bench:
                 out = RESULTS_DIR / f"profile-{tag}-intake.speedscope.json"
                 spies.append(PySpy(relay.pid, out).start())
                 time.sleep(0.5)  # py-spy attaches before the first message
-            source = Source("127.0.0.1", port, messages=n, sessions=sessions, size=size,
+            source = SmtpSource("127.0.0.1", port, messages=n, sessions=sessions, size=size,
                             reuse=not args.new_connection_per_message, log=workdir / "smtp-source.log").start()
             t0 = source.started
             self.progress.update(task, description=f"{label}: intake")
@@ -178,7 +171,7 @@ class Bench:
                 run.peak_rss_kib = relay.peak_rss_kib()
             self.progress.update(task, completed=n, description=f"{label}: intake {run.intake_rate:,.0f}/s, "
                                  f"end-to-end {run.e2e_rate:,.0f}/s")
-        except BenchError as exc:
+        except PeerError as exc:  # a BenchError, or a peer that did not start or stop in time
             run.error = str(exc).splitlines()[0][:300]
             detail = str(exc)
             (workdir / "error.txt").write_text(detail)
@@ -197,10 +190,11 @@ class Bench:
 
 
 def main() -> int:
+    """Run the bench as the command line says; 0 all runs finished, 1 a run failed, 130 interrupted."""
     args = parse_args()
     install_signal_handlers()
     console = Console()
-    for tool in ("/usr/sbin/smtp-source", "/usr/sbin/smtp-sink", "/usr/sbin/postfix"):
+    for tool in (SMTP_SOURCE, SMTP_SINK, "/usr/sbin/postfix"):
         if not os.access(tool, os.X_OK):
             console.print(f"[red]{tool} is missing: apt-get install postfix[/red]")
             return 2
@@ -211,8 +205,8 @@ def main() -> int:
     workroot = Path(tempfile.mkdtemp(prefix="mailpipe-bench-"))
     os.chmod(workroot, 0o755)  # Postfix's users must traverse it
     if not args.keep:
-        CLEANUP.add("work directory", lambda: shutil.rmtree(workroot, ignore_errors=True))
-    command = "python bench/run.py " + shlex.join(sys.argv[1:])
+        RUNNING.add("work directory", lambda: shutil.rmtree(workroot, ignore_errors=True))
+    command = "python -m bench.run " + shlex.join(sys.argv[1:])
     rep = Report(machine=machine(), command=command.strip(), messages=args.messages,
                  reuse=not args.new_connection_per_message, scaling_body=args.scaling_body,
                  load_before=loadavg(), notes=list(args.note))
@@ -250,11 +244,11 @@ def main() -> int:
     except KeyboardInterrupt:
         interrupted = True
         console.print("[yellow]interrupted: stopping everything started[/yellow]")
-    except BenchError as exc:
+    except PeerError as exc:
         interrupted = True
         console.print(f"[red]{exc}[/red]")
     finally:
-        CLEANUP.run_all()
+        RUNNING.run_all()
     rep.profile_files = bench.profile_files
     rep.load_after = loadavg()
     cores = os.cpu_count() or 1

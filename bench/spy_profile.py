@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from common import CLEANUP, stop_group
+from tests.peers.service import Service, stop_popen
 
 # Frames every sample of a thread passes through: left out of the inclusive list.
 PLUMBING = ("thread (", "process ", "<module> ", "BaseEventLoop.run_forever ", "BaseEventLoop._run_once ",
@@ -27,17 +27,19 @@ PLUMBING = ("thread (", "process ", "<module> ", "BaseEventLoop.run_forever ", "
 
 
 def py_spy_path() -> str | None:
+    """Where py-spy is installed (None: it is not)."""
     return shutil.which("py-spy")
 
 
-class PySpy:
+class PySpy(Service):
+    """``py-spy record`` of process ``pid`` into ``out`` (speedscope JSON) until :meth:`stop`."""
+
     def __init__(self, pid: int, out: Path, *, rate: int = 100) -> None:
         self.pid = pid
         self.out = out
         self.rate = rate
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = out.with_suffix(".log")
-        self._key: int | None = None
 
     def start(self) -> PySpy:
         exe = py_spy_path()
@@ -49,7 +51,7 @@ class PySpy:
                 [exe, "record", "--pid", str(self.pid), "--rate", str(self.rate), "--format", "speedscope",
                  "--threads", "--nonblocking", "--output", str(self.out)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        self._key = CLEANUP.add("py-spy", lambda: self.stop(timeout=5))
+        self._started("py-spy")
         return self
 
     def stop(self, timeout: float = 30) -> bool:
@@ -61,10 +63,8 @@ class PySpy:
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                stop_group(self.proc.pid, timeout=2)
-        if self._key is not None:
-            CLEANUP.done(self._key)
-            self._key = None
+                stop_popen(self.proc, timeout=2)
+        self._stopped()
         deadline = time.monotonic() + 5
         while not self.out.exists() and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -22,17 +22,20 @@ runs against itself):
   its lease ran out, or ``recover`` found the owner dead;
 - ``record`` stores one attempt's updates, the message's attributes and any new messages
   (delivery reports) in one transaction: all or nothing.
+
+A backend may also implement the optional ``QueueTransfer`` face, which ``pipeline queue
+migrate`` uses to move a stopped queue's messages and history to another backend.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .events import Event
-from .message import Message, RecipientState
+from .message import Message, Recipient, RecipientState
 
 
 @dataclass
@@ -272,3 +275,160 @@ class QueueAdmin(ABC):
 
 class QueueBackend(DeliveryQueue, QueueAdmin):
     """A durable message queue: both faces, one instance per gateway process."""
+
+
+@dataclass
+class MessageRecord:
+    """One message with everything a backend stores about it, as ``QueueTransfer`` moves it.
+
+    ``recipients`` carry their state, attempts, next attempt and last reply (their ``id`` is the
+    exporting backend's own and is not kept); ``client`` is what the intake stored about the
+    SMTP client; ``done_at`` is when the message finished (None while queued); ``node`` is the
+    gateway that received it ("" when the backend does not store it); ``body`` is None once the
+    message finished or when its body is gone. Leases are never part of a record.
+    """
+
+    id: str
+    sender: str
+    created: float
+    size: int
+    recipients: list[Recipient]
+    client: dict[str, Any] = field(default_factory=dict)
+    mail_options: list[str] = field(default_factory=list)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    done_at: float | None = None
+    node: str = ""
+    body: bytes | None = None
+
+
+@dataclass
+class TransferCounts:
+    """What a queue holds, counted the same way by every backend (``QueueTransfer.transfer_counts``).
+
+    ``messages`` counts every message, finished ones included, ``queued`` those not finished;
+    ``recipients`` counts the recipients of those messages by state; ``bodies`` and
+    ``body_bytes`` the stored bodies and their total size.
+    """
+
+    messages: int = 0
+    queued: int = 0
+    recipients: dict[str, int] = field(default_factory=dict)
+    attempts: int = 0
+    events: int = 0
+    bodies: int = 0
+    body_bytes: int = 0
+
+
+class QueueTransfer(ABC):
+    """The optional face for moving a queue to another backend: ``pipeline queue migrate``.
+
+    Called only while no gateway uses the queue. A backend answers page-sized questions
+    (``messages_after``, ``read_bodies``, ``attempts_after``, ``events_after``); the exports built on
+    them here read everything the queue holds (finished messages, the message log and the
+    event log included) a page at a time, with never more than ``BODY_BUDGET`` bytes of bodies
+    read at once. Each import writes one batch in one transaction and is idempotent, so an
+    interrupted migration can simply be run again: a message whose id the queue already holds
+    is skipped with everything it carries, an attempt or an event already there (same message,
+    recipient, time and outcome; same time, kind and text) is skipped. Imported messages
+    arrive unleased, each recipient due when it was due in the source.
+    """
+
+    PAGE = 200  # messages per page; log lines: five times as many
+    BODY_BUDGET = 4 * 1024 * 1024  # bytes of bodies read in one go (a larger body is read by itself)
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """The store, as it may be shown to people (a file path, a DSN without its password)."""
+
+    @abstractmethod
+    async def active_owners(self, now: float) -> list[str]:
+        """Processes the backend can tell may be using the queue now (their lease owners, with
+        a word on why); empty when it sees none. The command refuses to migrate while any is listed."""
+
+    @abstractmethod
+    async def transfer_counts(self) -> TransferCounts:
+        """What the queue holds now, for the migration's check that everything arrived."""
+
+    @abstractmethod
+    async def messages_after(self, after: str, limit: int, now: float) -> list[MessageRecord]:
+        """Up to ``limit`` messages whose id sorts after ``after``, in id order, without their bodies.
+
+        A message that was still leased (its process died) comes unleased: its claimed
+        recipients are due at ``now``, as ``recover`` would make them.
+        """
+
+    @abstractmethod
+    async def read_bodies(self, message_ids: list[str]) -> dict[str, bytes]:
+        """The stored bodies of these messages (a message without one is left out)."""
+
+    @abstractmethod
+    async def attempts_after(self, after: int, limit: int) -> list[tuple[int, Attempt]]:
+        """Up to ``limit`` message-log lines written after the one keyed ``after`` (0: from the
+        first), each with its key, in the order they were written; lines of deleted messages too."""
+
+    @abstractmethod
+    async def events_after(self, after: int, limit: int) -> list[tuple[int, Event]]:
+        """Up to ``limit`` events stored after the one keyed ``after`` (0: from the first), with their keys."""
+
+    @abstractmethod
+    async def known_messages(self, ids: list[str]) -> set[str]:
+        """Those of ``ids`` that the queue holds."""
+
+    @abstractmethod
+    async def import_messages(self, records: list[MessageRecord]) -> list[str]:
+        """Store these messages in one transaction; the ids stored (those already here are skipped)."""
+
+    @abstractmethod
+    async def import_attempts(self, attempts: list[Attempt]) -> int:
+        """Append these message-log lines in one transaction; how many (those already here are skipped)."""
+
+    @abstractmethod
+    async def import_events(self, events: list[Event]) -> int:
+        """Append these events in one transaction; how many (those already here are skipped)."""
+
+    async def export_messages(self, now: float) -> AsyncIterator[MessageRecord]:
+        """Every message, finished ones included, in id order, each with its body.
+
+        Bodies are read in groups of at most ``BODY_BUDGET`` bytes (by the messages' sizes), and
+        a record is let go of by the export once it was handed on.
+        """
+        after = ""
+        while page := await self.messages_after(after, self.PAGE, now):
+            after = page[-1].id
+            page.reverse()
+            while page:  # popped: neither the page nor the group holds a record once handed on
+                group = [page.pop()]
+                size = group[0].size
+                while page and size + page[-1].size <= self.BODY_BUDGET:
+                    size += page[-1].size
+                    group.append(page.pop())
+                found = await self.read_bodies([record.id for record in group])
+                group.reverse()
+                while group:
+                    record = group.pop()
+                    record.body = found.pop(record.id, None)
+                    yield record
+
+    async def export_attempts(self) -> AsyncIterator[Attempt]:
+        """The whole message log, in the order it was written."""
+        after = 0
+        while page := await self.attempts_after(after, self.PAGE * 5):
+            after = page[-1][0]
+            for _, attempt in page:
+                yield attempt
+
+    async def export_events(self) -> AsyncIterator[Event]:
+        """The whole event log, in the order it was stored."""
+        after = 0
+        while page := await self.events_after(after, self.PAGE * 5):
+            after = page[-1][0]
+            for _, event in page:
+                yield event
+
+    async def message_ids(self) -> AsyncIterator[list[str]]:
+        """The id of every message the queue holds, a page at a time (what does a migration target hold?)."""
+        after = ""
+        while page := await self.messages_after(after, self.PAGE * 5, 0.0):
+            after = page[-1].id
+            yield [record.id for record in page]

@@ -18,6 +18,7 @@ import click
 
 from .check import check
 from .logs import COMMANDS as LOG_COMMANDS
+from .migrate import migrate
 from .options import config_option
 from .passwords import hash_password
 from .plugins import plugins
@@ -34,5 +35,6 @@ def main() -> None:
     """mailpipe: a plugin-based outbound mail gateway."""
 
 
+queue.add_command(migrate)
 for _command in (serve, check, plugins, hash_password, route, queue, *LOG_COMMANDS):
     main.add_command(_command)

@@ -53,6 +53,7 @@ from .queue_helpers import (
     SENDER,
     T0,
     QueueFactory,
+    attempted_once,
     claim_one,
     due,
     new_message,
@@ -143,12 +144,9 @@ class QueueConformance:
     async def test_claim_carries_only_the_due_recipients(self, make_queue: QueueFactory) -> None:
         """A message comes with its due recipients only: not those deferred to later, nor ended ones."""
         async with opened(make_queue) as queue:
-            message = await stored(queue, T0, [BOB, CAROL, DAVE])
-            claimed = await claim_one(queue, message.id, T0)
-            await queue.record(claimed, [update(claimed, BOB, RecipientState.DEFERRED, T0 + 1, T0 + 1000),
-                                         update(claimed, CAROL, RecipientState.DEFERRED, T0 + 1, T0 + 100),
-                                         update(claimed, DAVE, RecipientState.DELIVERED, T0 + 1)], T0 + 1)
-            await queue.release(message.id, OWNER_A)
+            await attempted_once(queue, [BOB, CAROL, DAVE], {BOB: (RecipientState.DEFERRED, T0 + 1000),
+                                                             CAROL: (RecipientState.DEFERRED, T0 + 100),
+                                                             DAVE: RecipientState.DELIVERED})
             [again] = await queue.claim_due(T0 + 500, 10, OWNER_A, T0 + 800)
             assert [(r.address, r.state, r.attempts) for r in again.recipients] == [
                 (CAROL, RecipientState.DEFERRED, 1)]
@@ -334,11 +332,8 @@ class QueueConformance:
     async def test_a_finished_message_loses_its_body_and_leaves_the_list(self, make_queue: QueueFactory) -> None:
         """With no active recipient left the message is finished: not listed, no body, never due; still shown."""
         async with opened(make_queue) as queue:
-            message = await stored(queue, T0, [BOB, CAROL])
-            claimed = await claim_one(queue, message.id, T0)
-            await queue.record(claimed, [update(claimed, BOB, RecipientState.DELIVERED, T0 + 1),
-                                         update(claimed, CAROL, RecipientState.EXPIRED, T0 + 1)], T0 + 1)
-            await queue.release(message.id, OWNER_A)
+            message = await attempted_once(queue, [BOB, CAROL], {BOB: RecipientState.DELIVERED,
+                                                                 CAROL: RecipientState.EXPIRED})
             assert await queue.list() == []
             assert await states(queue, message.id) == {BOB: RecipientState.DELIVERED, CAROL: RecipientState.EXPIRED}
             with pytest.raises(QueueError):
@@ -373,11 +368,8 @@ class QueueConformance:
     async def test_hold_stops_delivery_until_released(self, make_queue: QueueFactory) -> None:
         """Held recipients are never due; ``release_hold`` makes them due: pending if never tried, else deferred."""
         async with opened(make_queue) as queue:
-            message = await stored(queue, T0, [BOB, CAROL, DAVE])
-            claimed = await claim_one(queue, message.id, T0)
-            await queue.record(claimed, [update(claimed, BOB, RecipientState.DEFERRED, T0 + 1, T0 + 3600),
-                                         update(claimed, CAROL, RecipientState.DELIVERED, T0 + 1)], T0 + 1)
-            await queue.release(message.id, OWNER_A)
+            message = await attempted_once(queue, [BOB, CAROL, DAVE], {BOB: (RecipientState.DEFERRED, T0 + 3600),
+                                                                       CAROL: RecipientState.DELIVERED})
             assert await queue.hold([message.id]) > 0
             assert await states(queue, message.id) == {
                 BOB: RecipientState.HELD, CAROL: RecipientState.DELIVERED, DAVE: RecipientState.HELD}

@@ -126,6 +126,24 @@ async def stored(queue: QueueBackend, created: float, recipients: Iterable[str],
     return message
 
 
+async def attempted_once(queue: QueueBackend, recipients: list[str],
+                         outcomes: dict[str, RecipientState | tuple[RecipientState, float]]) -> Message:
+    """A message to ``recipients`` stored at ``T0``, claimed, one attempt recorded at ``T0 + 1`` and released.
+
+    ``outcomes`` maps a recipient to its new state, or to (state, next attempt) for a deferral;
+    recipients not named stay as they were. Returns the stored message.
+    """
+    message = await stored(queue, T0, recipients)
+    claimed = await claim_one(queue, message.id, T0)
+    updates = []
+    for recipient, outcome in outcomes.items():
+        state, next_attempt = outcome if isinstance(outcome, tuple) else (outcome, 0.0)
+        updates.append(update(claimed, recipient, state, T0 + 1, next_attempt))
+    await queue.record(claimed, updates, T0 + 1)
+    await queue.release(message.id, OWNER_A)
+    return message
+
+
 async def claim_one(queue: QueueBackend, message_id: str, now: float, owner: str = OWNER_A,
                     lease_until: float | None = None) -> Message:
     """Claim at ``now`` and return the claimed message ``message_id`` (which must be among them)."""

@@ -74,3 +74,10 @@ async def run_once(conn: AsyncConnection[Any], job: str, now: float, every: floa
         {"job": job, "now": now, "node": node, "every": every},
     )
     return await cur.fetchone() is not None
+
+
+async def retire(conn: AsyncConnection[Any], owners: list[str]) -> None:
+    """A clean stop: forget these owners at once (unless they still hold leases, which then run out)."""
+    if owners:
+        await conn.execute("DELETE FROM owners o WHERE o.owner = ANY(%s) AND NOT EXISTS "
+                           "(SELECT 1 FROM messages m WHERE m.lease_owner = o.owner)", (owners,))

@@ -44,6 +44,7 @@ from . import admin, cluster, delivery, logs
 from .bodies import BodyStore, ByteaBodies
 from .database import Database, Unreachable
 from .listener import Listener
+from .transfer import PostgresTransfer
 
 __all__ = ["PostgresQueue"]
 
@@ -56,7 +57,7 @@ MAX_BUFFERED_EVENTS = 10_000  # while the database is away; the oldest go first
 RETRY_BACKOFF = (0.5, 10.0)  # record/release waiting for the database: first and longest pause
 
 
-class PostgresQueue(QueueBackend):
+class PostgresQueue(QueueBackend, PostgresTransfer):
     """The shared queue. Made by the ``postgres`` plugin's ``open_queue``, one instance per process.
 
     ``lease``: seconds after which the claims of a node that stopped renewing go to the
@@ -165,6 +166,10 @@ class PostgresQueue(QueueBackend):
         if self._events and self.db.pool is not None:
             with contextlib.suppress(QueueError):
                 await self._run(_nothing)
+        if self._owners and self.db.pool is not None:
+            # Stopped cleanly: nobody need wait ``lease`` to see this node gone (queue migrate, takeover).
+            with contextlib.suppress(QueueError):
+                await self._run(partial(cluster.retire, owners=sorted(self._owners)))
         await self.db.close()
 
     def subscribe(self, wake: Callable[[], None]) -> None:

@@ -1,6 +1,6 @@
 """Alerts: rules in config mail the postmaster through the pipeline itself, each rule with a cooldown.
 
-A gateway in this process on a ManualClock (tests/support/harness.py), delivering
+A gateway in this process on a ManualClock (tests/peers/harness.py), delivering
 through the smarthost plugin to a real recording SMTP sink.
 """
 
@@ -11,9 +11,9 @@ from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
+from tests.peers.harness import Harness, until
 from tests.peers.net import free_port
 from tests.peers.sink import RecordingSink
-from tests.support.harness import Harness, until
 
 
 def config(workdir: Path, sink: RecordingSink) -> dict[str, Any]:

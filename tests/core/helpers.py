@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.policy
+import smtplib
 import socket
 from email.message import EmailMessage
 from pathlib import Path
@@ -27,6 +28,27 @@ def make_message(subject: str = "test", body: str = "Hello.\n", sender: str = "a
     msg["Message-ID"] = f"<{subject.replace(' ', '.')}@client.test>"
     msg.set_content(body)
     return msg.as_bytes()
+
+
+def fill_queue(client: smtplib.SMTP, sender: str, recipient: str) -> tuple[list[str], list[tuple[int, bytes]]]:
+    """Send 100 KB messages over ``client`` until three are refused (60 at most: twice a 3 MB disk).
+
+    Returns the subjects of the messages accepted and the (code, text) of those refused.
+    """
+    accepted: list[str] = []
+    refused: list[tuple[int, bytes]] = []
+    body = "x" * 70 + "\n"
+    for n in range(60):
+        client.mail(sender)
+        client.rcpt(recipient)
+        code, text = client.data(make_message(f"fill {n}", body * 1400))
+        if code == 250:
+            accepted.append(f"fill {n}")
+        else:
+            refused.append((code, text))
+            if len(refused) >= 3:
+                break
+    return accepted, refused
 
 
 def split_received(data: bytes) -> tuple[bytes, bytes]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers.mailpipe import port_open, run_pipeline
-from tests.peers.net import free_port
+from tests.peers.mailpipe import run_pipeline
+from tests.peers.net import free_port, port_accepts
 
 GOOD = """\
 hostname: gw.test
@@ -72,7 +72,7 @@ def test_check_and_serve_refuse(case: str, tmp_path: Path):
         for fragment in expected:
             assert fragment in res.stderr, (fragment, res.stderr)
         assert "Traceback" not in res.stderr
-    assert not port_open("127.0.0.1", port)
+    assert not port_accepts("127.0.0.1", port)
     assert not (tmp_path / "state").exists()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import smtplib
 import sqlite3
 import subprocess
@@ -13,7 +12,7 @@ import pytest
 from tests.peers.net import wait_until
 from tests.peers.sink import RecordingSink
 
-from .helpers import make_message
+from .helpers import fill_queue
 
 
 def start_fails(mailpipe_factory, db: Path) -> str:
@@ -42,26 +41,6 @@ def test_newer_queue_version_is_a_clear_error(mailpipe_factory, workdir):
     assert "schema version 999, newer than this mailpipe understands" in text
 
 
-NO_TMPFS = "MAILPIPE_TESTS_NO_TMPFS"
-
-
-@pytest.fixture
-def small_disk(workdir):
-    """A 3 MB tmpfs to fill. Mounting needs root (or CAP_SYS_ADMIN): without it the test fails, so a
-    robustness claim never goes unchecked silently; on a machine that cannot mount at all, set
-    MAILPIPE_TESTS_NO_TMPFS=1 to skip it on purpose."""
-    mount = workdir / "small"
-    mount.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True)
-    if res.returncode != 0:
-        reason = f"cannot mount a small tmpfs here: {res.stderr.decode().strip()}"
-        if os.environ.get(NO_TMPFS) == "1":
-            pytest.skip(f"{reason} ({NO_TMPFS}=1)")
-        pytest.fail(f"{reason}; run as root, or set {NO_TMPFS}=1 to skip the full-disk test on purpose")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def test_full_disk_answers_452_and_loses_nothing(mailpipe_factory, small_disk: Path):
     """Once the queue's disk is full the intake answers 452 4.3.1; every message that got a 250 is delivered."""
     with RecordingSink("127.0.1.39") as sink:
@@ -72,23 +51,12 @@ def test_full_disk_answers_452_and_loses_nothing(mailpipe_factory, small_disk: P
         })
         gw.start()
         host, port = gw.address
-        accepted, refused = [], []
-        body = "x" * 70 + "\n"
         with smtplib.SMTP(host, port) as client:
             client.ehlo("client.test")
-            for n in range(60):  # bounded: 60 x 100 KB is twice the disk
-                client.mail("a@example.org")
-                client.rcpt("b@example.net")
-                code, text = client.data(make_message(f"fill {n}", body * 1400))
-                if code == 250:
-                    accepted.append(f"fill {n}")
-                else:
-                    refused.append((code, text.decode()))
-                    if len(refused) >= 3:
-                        break
+            accepted, refused = fill_queue(client, "a@example.org", "b@example.net")
         print(f"full disk: {len(accepted)} messages of 100 KB accepted, then {refused[:1]}")
         assert accepted, "nothing was accepted at all"
-        assert refused and refused[0][0] == 452 and "4.3.1" in refused[0][1], refused
+        assert refused and refused[0][0] == 452 and b"4.3.1" in refused[0][1], refused
         gw.stop()
         # Room again (a bigger disk): every message that got 250 is delivered, none lost.
         subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tests.peers.fixtures import DnsmasqFactory
-from tests.peers.sink import RecordingSink
-from tests.support.harness import SyncHarness
+from tests.peers.fixtures import DnsmasqFactory, MxSinks
+from tests.peers.harness import SyncHarness
 
-#: ``mx_sinks(*addresses)``: RecordingSinks on those addresses, all on ``mx_port``.
-MxSinks = Callable[..., list[RecordingSink]]
 #: ``direct_gateway(dns, settings=None, **direct_options)``: a SyncHarness delivering with ``direct`` only.
 DirectGateway = Callable[..., SyncHarness]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.direct.aliases import DirectGateway, DnsmasqFactory, MxSinks
-from tests.direct.servers import GreetingServer, SilentServer, StallingListener
+from tests.peers.badserver import BadServer, StallingListener
 
 MX1, MX2, MX3 = "127.0.1.21", "127.0.1.22", "127.0.1.23"
 SENDER = "sender@origin.test"
@@ -56,7 +56,7 @@ def test_fails_over_when_the_first_mx_greets_421(
     """A 421 greeting from the best MX fails over to the next one."""
     dns = dnsmasq_factory(TWO_MX)
     (mx2,) = mx_sinks(MX2)
-    with GreetingServer(MX1, mx_port, "421 4.3.2 mx1 is too busy") as busy:
+    with BadServer("greet_then_close", MX1, mx_port, greeting="421 4.3.2 mx1 is too busy") as busy:
         gw = direct_gateway(dns)
         mid = gw.submit(SENDER, ["bob@example.test"])
         gw.deliver()
@@ -71,7 +71,7 @@ def test_fails_over_when_the_first_mx_never_greets(
     """A best MX that never greets is given up after timeout (1 s); the next one delivers."""
     dns = dnsmasq_factory(TWO_MX)
     (mx2,) = mx_sinks(MX2)
-    with SilentServer(MX1, mx_port):
+    with BadServer("hang_after_connect", MX1, mx_port):
         gw = direct_gateway(dns, timeout="1s")
         mid = gw.submit(SENDER, ["bob@example.test"])
         took = gw.deliver()

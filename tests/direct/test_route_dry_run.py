@@ -8,18 +8,12 @@ from pathlib import Path
 import yaml
 
 from tests.direct.aliases import DnsmasqFactory
-from tests.direct.servers import GreetingServer
+from tests.peers.badserver import BadServer
+from tests.peers.fixtures import EXAMPLE_ZONE
 from tests.peers.mailpipe import run_pipeline
 from tests.peers.net import free_port
 
-RECORDS = [
-    "local=/test/",
-    "mx-host=example.test,mx1.example.test,10",
-    "mx-host=example.test,mx2.example.test,20",
-    "host-record=mx1.example.test,127.0.1.21,::1",
-    "host-record=mx2.example.test,127.0.1.22",
-    "dns-rr=nullmx.test,15,000000",
-]
+RECORDS = list(EXAMPLE_ZONE)
 
 
 def _config(workdir, dns, port):
@@ -42,7 +36,7 @@ def test_route_prints_mx_hosts_in_order_with_addresses_and_sends_nothing(
     port = free_port("127.0.1.21")
     config = _config(workdir, dns, port)
     # A server on mx1 that would count any connection: the dry run must make none.
-    with GreetingServer("127.0.1.21", port, "220 mx1 ready") as mx1:
+    with BadServer("ok", "127.0.1.21", port) as mx1:
         out = run_pipeline(config, "route", "bob@example.test").stdout
         data = run_pipeline(config, "route", "--json", "bob@example.test").stdout
     assert mx1.connections == 0

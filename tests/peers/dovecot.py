@@ -7,8 +7,6 @@ and offers an auth socket that a private Postfix uses for SMTP AUTH.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import os
 import re
 import shutil
@@ -18,21 +16,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from .certs import TestPKI
-from .net import (
-    PeerError,
-    free_ports,
-    kill_leftover,
-    make_traversable,
-    port_accepts,
-    process_start_ticks,
-    read_pid_file,
-    tail,
-    terminate_group,
-    wait_until,
-)
+from .daemon import MasterDaemon
+from .net import PeerError, free_ports, make_traversable, tail, wait_until
+
+if TYPE_CHECKING:
+    from .certs import TestPKI
 
 MAIL_USER = "nobody"
 MAIL_GROUP = "nogroup"
@@ -47,8 +37,6 @@ _LOGIN_RE = re.compile(
     r"user=<(?P<user>[^>]*)>, method=(?P<method>[^,]+), rip=(?P<rip>[^,]+), lip=(?P<lip>[^,]+)"
     r"(?P<rest>.*)$"
 )
-
-_running: set[DovecotPeer] = set()
 
 
 class Pop3Login(NamedTuple):
@@ -71,7 +59,7 @@ class DovecotPorts:
     pop3s: int
 
 
-class DovecotPeer:
+class DovecotPeer(MasterDaemon):
     """A private Dovecot on ``host`` with POP3 (STLS offered) and POP3S, plus SASL for Postfix.
 
     ``users`` maps usernames to cleartext passwords (stored ``{PLAIN}``, so
@@ -80,6 +68,8 @@ class DovecotPeer:
     default is 2s; 0 keeps tests fast). The per-IP auth penalty is always off.
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
+
+    kind = "Dovecot"
 
     def __init__(
         self,
@@ -94,16 +84,14 @@ class DovecotPeer:
         auth_failure_delay: str = "0",
         start_timeout: float = 10.0,
     ) -> None:
-        self.workdir = Path(workdir)
+        super().__init__(workdir, host, start_timeout)
         self.pki = pki
         self.users = dict(users)
-        self.host = host
         chosen = iter(free_ports(host, 2))
         self.pop3_port = pop3_port or next(chosen)
         self.pop3s_port = pop3s_port or next(chosen)
         self.name = name
         self.auth_failure_delay = auth_failure_delay
-        self.start_timeout = start_timeout
         self.config_file = self.workdir / "dovecot.conf"
         self.base_dir = self.workdir / "run"
         self._temp_base_dir = len(str(self.base_dir)) > _MAX_BASE_DIR
@@ -114,9 +102,7 @@ class DovecotPeer:
         self.mail_dir = self.workdir / "mail"
         self.passwd_file = self.workdir / "users.passwd"
         self.log_file = self.workdir / "dovecot.log"
-        self.startup_seconds: float | None = None
-        self._pid: int | None = None
-        self._pid_ticks: int | None = None
+        self.pid_file = self.base_dir / "master.pid"
 
     # -- public API ---------------------------------------------------------
 
@@ -130,84 +116,20 @@ class DovecotPeer:
         """The unix socket (mode 0666) that Postfix's ``smtpd_sasl_path`` should name."""
         return self.base_dir / "auth-postfix"
 
-    def start(self) -> DovecotPeer:
-        """Write the configuration, start Dovecot and wait until both POP3 ports accept."""
-        if self._pid is not None:
-            raise PeerError(f"{type(self).__name__} in {self.workdir} is already running")
-        began = time.monotonic()
-        self._write_config()
-        # Not a pipe: the daemonised master keeps its stdout/stderr open.
-        startup_out = self.workdir / "dovecot-startup.out"
-        with open(startup_out, "wb") as out:
-            proc = subprocess.run(
-                ["dovecot", "-c", str(self.config_file)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=self.start_timeout,
-                check=False,
-            )
-        if proc.returncode != 0:
-            raise PeerError(
-                f"dovecot -c {self.config_file} failed ({proc.returncode}):\n{tail(startup_out)}\n{self._log_tail()}"
-            )
-        pid_file = self.base_dir / "master.pid"
-        try:
-            self._pid = read_pid_file(pid_file, self.start_timeout, self._log_tail)
-            self._pid_ticks = process_start_ticks(self._pid)
-            _running.add(self)
-            for port in (self.pop3_port, self.pop3s_port):
-                wait_until(
-                    lambda port=port: port_accepts(self.host, port),
-                    self.start_timeout,
-                    f"Dovecot POP3 on {self.host}:{port}",
-                    self._log_tail,
-                )
-            wait_until(self.auth_socket.exists, self.start_timeout, f"{self.auth_socket}", self._log_tail)
-        except BaseException:
-            if self._pid is None:  # started, but the pid was not seen in time: still stop it
-                with contextlib.suppress(PeerError):
-                    self._pid = read_pid_file(pid_file, 1.0)
-                    self._pid_ticks = process_start_ticks(self._pid)
-            self.stop()
-            raise
-        self.startup_seconds = time.monotonic() - began
-        return self
+    def listen_ports(self) -> list[int]:
+        """Both POP3 ports."""
+        return [self.pop3_port, self.pop3s_port]
 
     def stop(self) -> None:
         """Stop the master process (and so its children) if it runs; safe to call twice.
 
         If stopping raises, the master is still killed by pid and the temporary folder removed.
         """
-        pid, self._pid = self._pid, None
-        _running.discard(self)
         try:
-            if pid is not None:
-                try:
-                    terminate_group(pid, start_ticks=self._pid_ticks)
-                finally:
-                    kill_leftover(pid, self._pid_ticks)
-                wait_until(
-                    lambda: not any(port_accepts(self.host, p) for p in (self.pop3_port, self.pop3s_port)),
-                    10,
-                    f"Dovecot listeners on {self.host} to close",
-                )
+            super().stop()
         finally:
             if self._temp_base_dir:
                 shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def __enter__(self) -> DovecotPeer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def log_text(self) -> str:
-        """Everything Dovecot has logged so far."""
-        try:
-            return self.log_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def pop3_logins(self) -> list[Pop3Login]:
         """Successful POP3 logins, oldest first, parsed from ``pop3-login: Login:`` lines."""
@@ -249,8 +171,25 @@ class DovecotPeer:
 
     # -- internals ----------------------------------------------------------
 
-    def _log_tail(self) -> str:
-        return f"Dovecot log tail ({self.log_file}):\n{tail(self.log_file)}"
+    def _launch(self) -> None:
+        # Not a pipe: the daemonised master keeps its stdout/stderr open.
+        startup_out = self.workdir / "dovecot-startup.out"
+        with open(startup_out, "wb") as out:
+            proc = subprocess.run(
+                ["dovecot", "-c", str(self.config_file)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=self.start_timeout,
+                check=False,
+            )
+        if proc.returncode != 0:
+            raise PeerError(
+                f"dovecot -c {self.config_file} failed ({proc.returncode}):\n{tail(startup_out)}\n{self._log_tail()}"
+            )
+
+    def _wait_ready(self) -> None:
+        wait_until(self.auth_socket.exists, self.start_timeout, f"{self.auth_socket}", self._log_tail)
 
     def _write_config(self) -> None:
         make_traversable(self.workdir)
@@ -331,9 +270,3 @@ service anvil {{
 """
         )
 
-
-@atexit.register
-def _stop_all() -> None:
-    with contextlib.ExitStack() as stack:
-        for peer in list(_running):
-            stack.callback(peer.stop)

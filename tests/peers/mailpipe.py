@@ -1,11 +1,10 @@
-"""``pipeline serve`` as a real subprocess, the way an administrator runs it."""
+"""``pipeline serve`` as a real subprocess, the way an administrator runs it (tests and bench alike)."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from .net import wait_until
+from .net import port_accepts, read_log, wait_until
+from .service import Service
 
 
 def pipeline_cmd(*args: str) -> list[str]:
@@ -40,26 +40,21 @@ def run_pipeline(
     return res
 
 
-def port_open(host: str, port: int) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
-
-
-class MailpipeProcess:
+class MailpipeProcess(Service):
     """``pipeline serve -c FILE`` in the background, its log in ``log_path``.
 
-    ``start()`` returns once the first listener accepts connections.
+    ``start()`` returns once the first listener accepts connections. ``new_session``
+    runs it in a session of its own (a Ctrl-C at the terminal does not reach it).
     """
 
-    def __init__(self, workdir: Path, config: dict[str, Any], *, env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, config: dict[str, Any], *, env: dict[str, str] | None = None,
+                 new_session: bool = False) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "mailpipe.yaml"
         self.config = config
         self.env = env or {}
+        self.new_session = new_session
         self.log_path = workdir / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.write_config(config)
@@ -86,11 +81,13 @@ class MailpipeProcess:
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
             cwd=self.workdir,
+            start_new_session=self.new_session,
         )
         log.close()
+        self._started(f"pipeline serve in {self.workdir}")
         host, port = self.address
         wait_until(
-            lambda: port_open(host, port) or self.proc.poll() is not None,
+            lambda: port_accepts(host, port) or self.proc.poll() is not None,
             timeout,
             f"pipeline serve listening on {host}:{port}",
             self.log_text,
@@ -99,13 +96,24 @@ class MailpipeProcess:
             raise AssertionError(f"pipeline serve exited {self.proc.returncode}:\n{self.log_text()}")
         return self
 
+    @property
+    def pid(self) -> int | None:
+        """The process id of the last ``pipeline serve`` started (None before ``start()``)."""
+        return self.proc.pid if self.proc is not None else None
+
+    def alive(self) -> bool:
+        """True while the process started last is running."""
+        return self.proc is not None and self.proc.poll() is None
+
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """Everything ``pipeline serve`` has written to its log (every start appends to it)."""
+        return read_log(self.log_path)
 
     def stop(self, timeout: float = 40.0) -> int:
-        """SIGTERM and wait; returns the exit status."""
+        """SIGTERM and wait; returns the exit status (SIGKILL after ``timeout``, and TimeoutExpired is raised)."""
         if self.proc is None:
             return 0
+        self._stopped()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -113,22 +121,23 @@ class MailpipeProcess:
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
+                self.proc.wait(10)
 
     def kill(self) -> None:
         """SIGKILL: no chance to clean up (the durability tests)."""
+        self._stopped()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``pipeline ARGS -c FILE`` against this gateway's config (see :func:`run_pipeline`)."""
         return run_pipeline(self.config_path, *args, check=check, env=self.env)
 
     def cli_json(self, *args: str) -> Any:
+        """``cli(*args, "--json")``, parsed."""
         return json.loads(self.cli(*args, "--json").stdout)
 
-    def __enter__(self) -> MailpipeProcess:
-        return self.start()
-
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.alive():
             self.stop()

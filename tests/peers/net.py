@@ -1,4 +1,4 @@
-"""Small helpers shared by the peers: free ports, bounded polling, process ends.
+"""Small helpers shared by the peers and the bench: free ports, bounded polling, process ends, logs.
 
 Nothing here sleeps for a fixed time to "let a server come up": every wait
 polls a condition and gives up with a clear error after a bound.
@@ -39,6 +39,25 @@ def free_ports(host: str, count: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def free_port_on_all(hosts: tuple[str, ...], tries: int = 50) -> int:
+    """A TCP port that nothing is bound to on any of ``hosts`` right now (for servers sharing one port)."""
+    for _ in range(tries):
+        port = free_port(hosts[0])
+        if all(_bindable(host, port) for host in hosts[1:]):
+            return port
+    raise PeerError(f"no port free on all of {hosts} after {tries} tries")
+
+
+def _bindable(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_until(
@@ -229,6 +248,14 @@ def read_pid_file(path: Path, timeout: float, details: Callable[[], str] | None 
 
     wait_until(has_pid, timeout, f"a process id in {path}", details)
     return found[0]
+
+
+def read_log(path: Path) -> str:
+    """Everything a peer has written to its log file so far ("" before it wrote anything)."""
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def tail(path: Path, lines: int = 40) -> str:

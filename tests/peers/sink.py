@@ -23,6 +23,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
+from .net import free_port
+
 
 @dataclass
 class Received:
@@ -259,7 +261,7 @@ class RecordingSink:
         if tls_context is not None:
             kwargs["tls_context"] = tls_context
         self.host = host
-        self._requested_port = port or _free_port(host)
+        self._requested_port = port or free_port(host)
         self.controller = _SinkController(
             self, _Handler(self), hostname=host, port=self._requested_port, server_hostname="sink.test", **kwargs
         )
@@ -378,11 +380,3 @@ class RecordingSink:
                     )
                 self._cond.wait(min(left, 0.1))
 
-
-def _free_port(host: str) -> int:
-    import socket
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]

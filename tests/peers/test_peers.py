@@ -19,7 +19,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from .fixtures import PEER_USERS, POSTFIX_HOST
+from .fixtures import EXAMPLE_ZONE, PEER_USERS, POSTFIX_HOST
 from .net import make_traversable, pid_alive, port_accepts
 from .postfix import PostfixPeer
 from .sink import RecordingSink
@@ -256,15 +256,7 @@ def test_dovecot_stops_cleanly(dovecot_peer: DovecotPeer) -> None:
 
 # -- dnsmasq ------------------------------------------------------------------
 
-RECORDS = [
-    "local=/test/",
-    "mx-host=example.test,mx1.example.test,10",
-    "mx-host=example.test,mx2.example.test,20",
-    "host-record=mx1.example.test,127.0.1.21,::1",
-    "host-record=mx2.example.test,127.0.1.22",
-    "host-record=aonly.test,127.0.1.23",
-    "dns-rr=nullmx.test,15,000000",
-]
+RECORDS = [*EXAMPLE_ZONE, "host-record=aonly.test,127.0.1.23"]
 
 
 def ask(peer: DnsmasqPeer, name: str, rdtype: str, timeout: float = 2.0) -> dns.message.Message:

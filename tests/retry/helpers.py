@@ -7,9 +7,9 @@ import smtplib
 from pathlib import Path
 from typing import Any
 
+from tests.peers.harness import Harness
 from tests.peers.net import free_port
 from tests.peers.sink import Received, RecordingSink
-from tests.support.harness import Harness
 
 HOSTNAME = "gw.retry.test"
 

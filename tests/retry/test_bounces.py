@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers.harness import Harness, simple_message
 from tests.peers.sink import RecordingSink
 from tests.retry.helpers import HOSTNAME, reports, retry_config, send_via_intake
-from tests.support.harness import Harness, simple_message
 
 T0 = 1_900_000_000.0
 M, H = 60.0, 3600.0

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from tests.peers.harness import Harness
 from tests.peers.mailpipe import run_pipeline
 from tests.peers.sink import RecordingSink
 from tests.retry.helpers import retry_config
-from tests.support.harness import Harness
 
 D = 86400.0
 

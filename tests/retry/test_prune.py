@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers.harness import Harness
 from tests.peers.sink import RecordingSink
 from tests.retry.helpers import retry_config
-from tests.support.harness import Harness
 
 T0 = 1_900_000_000.0
 D = 86400.0

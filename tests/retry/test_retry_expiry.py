@@ -7,15 +7,17 @@ smarthost plugin; the sink answers 450 for a recipient until told otherwise.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mailpipe.plugins.retry import RetryOptions
+from tests.peers.harness import Harness
 from tests.peers.sink import RecordingSink
 from tests.retry.helpers import reports, retry_config
-from tests.support.harness import Harness
 
 T0 = 1_900_000_000.0
 M, H, D = 60.0, 3600.0, 86400.0
@@ -28,15 +30,25 @@ def sink() -> Iterator[RecordingSink]:
         yield s
 
 
+@contextlib.asynccontextmanager
+async def bob_deferred(workdir: Path, sink: RecordingSink, retry: dict[str, Any],
+                       *others: str) -> AsyncIterator[tuple[Harness, str]]:
+    """A gateway retrying with ``retry``, on a manual clock at ``T0``; bob@example.net's mailbox answers 450.
+
+    Queues one message to bob (and ``others``) and makes one scheduler pass; yields the harness
+    and the message id.
+    """
+    async with Harness(workdir, retry_config(workdir, sink, retry=retry), start=T0) as h:
+        sink.behaviour.rcpt["bob@example.net"] = BUSY
+        mid = await h.submit("alice@example.org", ["bob@example.net", *others])
+        await h.tick()
+        yield h, mid
+
+
 def test_fixed_interval_waits_every_then_delivers(workdir: Path, sink: RecordingSink) -> None:
     """retry.every: a deferred recipient is not tried before the interval, and is tried when it has passed."""
-    config = retry_config(workdir, sink, retry={"every": "15m", "expire_after": "2d"})
-
     async def scenario() -> None:
-        async with Harness(workdir, config, start=T0) as h:
-            sink.behaviour.rcpt["bob@example.net"] = BUSY
-            mid = await h.submit("alice@example.org", ["bob@example.net"])
-            await h.tick()
+        async with bob_deferred(workdir, sink, {"every": "15m", "expire_after": "2d"}) as (h, mid):
             assert await h.states(mid) == {"bob@example.net": "deferred"}
             assert await h.next_attempt(mid, "bob@example.net") == T0 + 15 * M
 
@@ -86,13 +98,9 @@ def test_backoff_options_are_validated() -> None:
 def test_expiry_bounces_to_sender_and_last_retry_is_at_the_deadline(workdir: Path, sink: RecordingSink,
                                                                      ) -> None:
     """retry.expire_after: retries stop at the deadline; the recipient expires; the sender gets a report."""
-    config = retry_config(workdir, sink, retry={"every": "50m", "expire_after": "2h"})
-
     async def scenario() -> None:
-        async with Harness(workdir, config, start=T0) as h:
-            sink.behaviour.rcpt["bob@example.net"] = BUSY
-            mid = await h.submit("alice@example.org", ["bob@example.net", "carol@example.net"])
-            await h.tick()  # carol delivered, bob deferred
+        # carol delivered, bob deferred
+        async with bob_deferred(workdir, sink, {"every": "50m", "expire_after": "2h"}, "carol@example.net") as (h, mid):
             times = [h.clock.now()]
             for _ in range(10):  # bounded: the deadline is four attempts away
                 if (await h.states(mid))["bob@example.net"] != "deferred":
@@ -115,13 +123,8 @@ def test_expiry_bounces_to_sender_and_last_retry_is_at_the_deadline(workdir: Pat
 
 def test_restart_changes_no_schedule(workdir: Path, sink: RecordingSink) -> None:
     """Next attempts and the arrival time are stored: a new gateway process keeps the same plan."""
-    config = retry_config(workdir, sink, retry={"every": "1h", "expire_after": "3h"})
-
     async def scenario() -> None:
-        async with Harness(workdir, config, start=T0) as h:
-            sink.behaviour.rcpt["bob@example.net"] = BUSY
-            mid = await h.submit("alice@example.org", ["bob@example.net"])
-            await h.tick()
+        async with bob_deferred(workdir, sink, {"every": "1h", "expire_after": "3h"}) as (h, mid):
             path = h.config_path
 
         async with Harness(workdir, path, start=T0 + 59 * M) as h:  # "restarted"
@@ -136,13 +139,8 @@ def test_restart_changes_no_schedule(workdir: Path, sink: RecordingSink) -> None
 
 def test_held_past_expiry_expires_at_next_attempt(workdir: Path, sink: RecordingSink) -> None:
     """A recipient nobody attempted past the deadline (held) expires when it is next attempted."""
-    config = retry_config(workdir, sink, retry={"every": "1h", "expire_after": "2h"})
-
     async def scenario() -> None:
-        async with Harness(workdir, config, start=T0) as h:
-            sink.behaviour.rcpt["bob@example.net"] = BUSY
-            mid = await h.submit("alice@example.org", ["bob@example.net"])
-            await h.tick()
+        async with bob_deferred(workdir, sink, {"every": "1h", "expire_after": "2h"}) as (h, mid):
             assert await h.hold(mid) == 1
             h.clock.advance(1 * D)
             assert await h.tick() == 0

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers.harness import Harness
 from tests.peers.mailpipe import MailpipeProcess
 from tests.peers.sink import RecordingSink
 from tests.retry.helpers import retry_config
-from tests.support.harness import Harness
 
 M, H = 60.0, 3600.0
 # 10:30 local time: the cron expressions are read in the machine's time zone.

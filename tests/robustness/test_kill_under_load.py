@@ -30,8 +30,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.core.helpers import make_message
-from tests.peers.mailpipe import port_open
-from tests.peers.net import wait_until
+from tests.peers.net import port_accepts, wait_until
 from tests.peers.sink import Received, RecordingSink
 
 MESSAGES = 1000
@@ -87,7 +86,7 @@ def test_kill_restart_under_load(mailpipe_factory, workdir):
                             return sent
                         try:
                             if client is None:
-                                wait_until(lambda: port_open(host, port) or abort.is_set(), 30, "gateway back")
+                                wait_until(lambda: port_accepts(host, port) or abort.is_set(), 30, "gateway back")
                                 client = smtplib.SMTP(host, port, timeout=15)
                                 client.ehlo("load.test")
                             client.sendmail("load@example.org", [f"r{n}@example.net"], make_message(f"load {n}"))

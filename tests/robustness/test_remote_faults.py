@@ -15,6 +15,18 @@ from tests.peers.mailpipe import MailpipeProcess
 from tests.peers.net import wait_until
 
 
+def submit(gw: MailpipeProcess, message: bytes) -> str:
+    """Hand ``message`` from a@example.org to b@example.net to the gateway over SMTP; its queue id."""
+    host, port = gw.address
+    with smtplib.SMTP(host, port, timeout=10) as client:
+        client.ehlo("client.test")
+        client.mail("a@example.org")
+        client.rcpt("b@example.net")
+        code, text = client.data(message)
+    assert code == 250, (code, text)
+    return text.decode().rsplit(" ", 1)[-1]
+
+
 def deferred_attempt(gw, queue_id: str) -> dict:
     def attempts() -> list[dict]:
         return gw.cli_json("queue", "show", queue_id)["attempts"]
@@ -49,14 +61,7 @@ def test_fault_defers_and_never_counts_as_delivered(
                       {"retry": {"every": "1h", "expire_after": "2d"}}],
         })
         with gw:
-            host, port = gw.address
-            with smtplib.SMTP(host, port, timeout=10) as client:
-                client.ehlo("client.test")
-                client.mail("a@example.org")
-                client.rcpt("b@example.net")
-                code, text = client.data(make_message(f"fault {fault}", "x\n" * 200))
-            assert code == 250
-            queue_id = text.decode().rsplit(" ", 1)[-1]
+            queue_id = submit(gw, make_message(f"fault {fault}", "x\n" * 200))
             attempt = deferred_attempt(gw, queue_id)
             assert (attempt["recipient"], attempt["outcome"], attempt["action"]) == (
                 "b@example.net", "temporary", "deferred")
@@ -78,14 +83,7 @@ def test_starttls_response_injection_is_discarded_on_delivery(
                                      "ca_file": str(pki.ca_file)}}],
         })
         with gw:
-            host, port = gw.address
-            with smtplib.SMTP(host, port, timeout=10) as client:
-                client.ehlo("client.test")
-                client.mail("a@example.org")
-                client.rcpt("b@example.net")
-                code, text = client.data(make_message("over tls"))
-            assert code == 250
-            queue_id = text.decode().rsplit(" ", 1)[-1]
+            queue_id = submit(gw, make_message("over tls"))
             wait_until(lambda: gw.cli_json("queue", "show", queue_id)["attempts"] != [], 30, "attempt recorded")
             attempt = gw.cli_json("queue", "show", queue_id)["attempts"][0]
         assert attempt["outcome"] == "delivered" and "queued-for-real" in attempt["text"], attempt

@@ -1,4 +1,4 @@
-"""Configs for the smarthost tests (run through tests/support/harness.py) and a message builder."""
+"""Configs for the smarthost tests (run through tests/peers/harness.py) and a message builder."""
 
 from __future__ import annotations
 

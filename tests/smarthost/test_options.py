@@ -16,9 +16,9 @@ from mailpipe.core.config import load_config
 from mailpipe.core.errors import ConfigError
 from mailpipe.core.message import Credentials
 from mailpipe.plugins.smarthost.auth import LoginFailed, smtp_login
+from tests.peers.harness import Harness
 from tests.peers.mailpipe import run_pipeline
 from tests.peers.sink import RecordingSink
-from tests.support.harness import Harness
 
 from .helpers import smarthost_config
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.peers.fixtures import PEER_USERS
+from tests.peers.harness import Harness, until
 from tests.peers.sink import RecordingSink
-from tests.support.harness import Harness, until
 
 from .helpers import smarthost_config
 

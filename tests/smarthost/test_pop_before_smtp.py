@@ -10,7 +10,7 @@ import pytest
 from tests.peers.certs import TestPKI
 from tests.peers.dovecot import DovecotPeer
 from tests.peers.fixtures import PEER_USERS
-from tests.support.harness import Harness
+from tests.peers.harness import Harness
 
 from .helpers import smarthost_config
 from .popgate import PopGateSink

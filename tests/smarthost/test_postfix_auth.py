@@ -15,8 +15,8 @@ import pytest
 
 from tests.peers.certs import TestPKI
 from tests.peers.fixtures import PEER_USERS
+from tests.peers.harness import Harness
 from tests.peers.postfix import PostfixPeer
-from tests.support.harness import Harness
 
 from .helpers import smarthost_config
 

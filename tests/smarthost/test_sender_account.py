@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tests.peers.certs import TestPKI
 from tests.peers.fixtures import PEER_USERS
+from tests.peers.harness import Harness
 from tests.peers.postfix import PostfixPeer
-from tests.support.harness import Harness
 
 from .helpers import smarthost_config
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers.badserver import BadServer
 from tests.peers.certs import TestPKI
+from tests.peers.harness import Harness
+from tests.peers.net import free_port
 from tests.peers.sink import RecordingSink
-from tests.support.harness import Harness
 
-from .badservers import ScriptedServer, closed_port
 from .helpers import smarthost_config
 
 
@@ -29,8 +30,8 @@ def run_one(workdir, smarthost: dict, recipients: list[str]):
 
 def test_next_server_when_one_is_unreachable_or_answers_4xx(workdir: Path) -> None:
     """Refused connection, then 421 at the greeting, then a working server: delivered by the third."""
-    dead = closed_port("127.0.1.51")
-    with ScriptedServer("127.0.1.52", "421 4.3.2 Service not available, closing") as busy, \
+    dead = free_port("127.0.1.51")  # nothing listens there
+    with BadServer("greet_then_close", "127.0.1.52", greeting="421 4.3.2 Service not available, closing") as busy, \
             RecordingSink("127.0.1.53") as good:
         states, attempts = run_one(workdir, {
             "server": [f"127.0.1.51:{dead}", f"{busy.host}:{busy.port}", f"{good.host}:{good.port}"],
@@ -43,8 +44,8 @@ def test_next_server_when_one_is_unreachable_or_answers_4xx(workdir: Path) -> No
 
 def test_all_servers_failing_is_temporary_and_names_each(workdir: Path) -> None:
     """Nothing works, including a 554 greeting: the mail stays queued; the reply says what each did."""
-    dead = closed_port("127.0.1.51")
-    with ScriptedServer("127.0.1.52", "554 5.7.1 go away") as refusing:
+    dead = free_port("127.0.1.51")  # nothing listens there
+    with BadServer("greet_then_close", "127.0.1.52", greeting="554 5.7.1 go away") as refusing:
         states, attempts = run_one(workdir, {
             "server": [f"127.0.1.51:{dead}", f"{refusing.host}:{refusing.port}"], "tls": "none"},
             ["r@remote.test"])
@@ -57,7 +58,7 @@ def test_all_servers_failing_is_temporary_and_names_each(workdir: Path) -> None:
 
 def test_silent_server_times_out(workdir: Path) -> None:
     """A server that greets and then never answers EHLO: temporary, after ``timeout``."""
-    with ScriptedServer("127.0.1.54", "220 hung.test ESMTP", hang=True) as hung:
+    with BadServer("hang_after_greeting", "127.0.1.54") as hung:
         states, attempts = run_one(workdir, {"server": f"{hung.host}:{hung.port}", "tls": "none",
                                              "timeout": "1s"}, ["r@remote.test"])
     assert states == {"r@remote.test": "deferred"}

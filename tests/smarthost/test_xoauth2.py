@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.peers.certs import TestPKI
-from tests.support.harness import Harness
+from tests.peers.harness import Harness
 
 from .helpers import smarthost_config
 from .oauth_sink import OAuthSink

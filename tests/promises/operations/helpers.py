@@ -15,9 +15,9 @@ from typing import Any
 
 import httpx
 
+from tests.peers.harness import SyncHarness
 from tests.peers.mailpipe import MailpipeProcess
 from tests.peers.net import free_port, wait_until
-from tests.support.harness import SyncHarness
 
 SENDER = "alice@origin.test"
 _QUEUED = re.compile(r"queued as (\S+)")

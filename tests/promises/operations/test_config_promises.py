@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers.harness import SyncHarness
 from tests.peers.mailpipe import run_pipeline
 from tests.peers.net import free_port
 from tests.peers.sink import RecordingSink
 from tests.promises.operations.helpers import submit, wait_outcome
-from tests.support.harness import SyncHarness
 
 WEEK = 7 * 86400.0
 HOUR_AND_HALF = 5400.0

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.peers.harness import SyncHarness
 from tests.peers.mailpipe import run_pipeline
 from tests.peers.net import free_port, wait_until
 from tests.peers.sink import RecordingSink
 from tests.promises.operations.helpers import SENDER, write_history
-from tests.support.harness import SyncHarness
 
 HOUR = 3600.0
 DAY = 86400.0

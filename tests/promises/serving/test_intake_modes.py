@@ -21,7 +21,7 @@ from tests.core.helpers import RawClient
 from tests.peers.certs import TestPKI
 from tests.peers.mailpipe import MailpipeProcess, run_pipeline
 from tests.peers.net import free_port
-from tests.peers.sink import RecordingSink
+from tests.peers.sink import Received, RecordingSink
 
 from .helpers import SMTP_TIMEOUT, make_message, queue_id_of, wait_states
 
@@ -38,6 +38,16 @@ class Gateway:
         self.implicit_port = implicit_port
         self.sink = sink
         self.client_tls = ssl.create_default_context(cafile=str(pki.ca_file))
+
+    def delivered(self, code: int, text: bytes, recipient: str) -> tuple[str, Received]:
+        """The intake answered DATA with ``code`` 250: wait until the message is delivered; its queue id and
+        the one copy the sink got."""
+        assert code == 250, (code, text)
+        queue_id = queue_id_of(text)
+        wait_states(self.proc, queue_id, {recipient: "delivered"})
+        got = [m for m in self.sink.messages if m.rcpt_tos == [recipient]]
+        assert len(got) == 1, got
+        return queue_id, got[0]
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +111,8 @@ def test_require_auth_accepts_after_auth_over_starttls(gateway: Gateway):
         assert client.mail("alice@example.org") == (250, b"2.1.0 Ok")
         assert client.rcpt("carol@remote.test") == (250, b"2.1.5 Ok")
         code, text = client.data(make_message("after login", to="carol@remote.test"))
-    assert code == 250
-    queue_id = queue_id_of(text)
-    wait_states(gateway.proc, queue_id, {"carol@remote.test": "delivered"})
-    got = [m for m in gateway.sink.messages if m.rcpt_tos == ["carol@remote.test"]]
-    assert len(got) == 1
-    assert f"with ESMTPSA id {queue_id}".encode() in got[0].data  # TLS and a login, in the trace header
+    queue_id, got = gateway.delivered(code, text, "carol@remote.test")
+    assert f"with ESMTPSA id {queue_id}".encode() in got.data  # TLS and a login, in the trace header
 
 
 def test_implicit_tls_listener_serves_smtp_over_tls(gateway: Gateway):
@@ -119,12 +125,8 @@ def test_implicit_tls_listener_serves_smtp_over_tls(gateway: Gateway):
         client.mail("alice@example.org")
         assert client.rcpt("dave@remote.test") == (250, b"2.1.5 Ok")
         code, text = client.data(make_message("over implicit tls", to="dave@remote.test"))
-    assert code == 250
-    queue_id = queue_id_of(text)
-    wait_states(gateway.proc, queue_id, {"dave@remote.test": "delivered"})
-    got = [m for m in gateway.sink.messages if m.rcpt_tos == ["dave@remote.test"]]
-    assert len(got) == 1
-    assert f"with ESMTPS id {queue_id}".encode() in got[0].data
+    queue_id, got = gateway.delivered(code, text, "dave@remote.test")
+    assert f"with ESMTPS id {queue_id}".encode() in got.data
 
 
 def test_implicit_tls_listener_gives_plain_smtp_no_greeting(gateway: Gateway):

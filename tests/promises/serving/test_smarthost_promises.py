@@ -9,16 +9,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import ssl
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.peers.certs import TestPKI, make_pki
+from tests.peers.mailpipe import MailpipeProcess
 from tests.peers.net import wait_until
 from tests.peers.sink import RecordingSink
 
@@ -51,6 +54,19 @@ class CountingLogins:
         return AuthResult(success=True, auth_data=USER) if ok else AuthResult(success=False, handled=False)
 
 
+@contextlib.contextmanager
+def first_login_tried(mailpipe_factory: Callable[..., MailpipeProcess], logins: CountingLogins, password: str,
+                      subject: str) -> Iterator[tuple[RecordingSink, MailpipeProcess, str]]:
+    """A sink checking logins with ``logins``, a gateway logging in to it with ``password`` and one message to
+    bob@remote.test queued: yields (sink, gateway, queue id) once the first login was tried."""
+    with RecordingSink("127.0.0.1", authenticator=logins) as sink:
+        gw = mailpipe_factory(login_config(sink, password))
+        with gw:
+            queue_id = submit(gw, ["bob@remote.test"], subject)
+            wait_until(lambda: len(logins.attempts) == 1, 20, "the first login")
+            yield sink, gw, queue_id
+
+
 def login_config(sink: RecordingSink, password: str) -> dict:
     return {
         "hostname": "gw.test",
@@ -67,15 +83,12 @@ def test_login_failure_pause_then_login_ok_when_the_server_accepts_again(mailpip
     """Wrong password: one login_failed, no login during the pause though retries run every second;
     the ISP starts accepting the password: after the pause one login, login_ok, delivered."""
     logins = CountingLogins("the-isp-password")
-    with RecordingSink("127.0.0.1", authenticator=logins) as sink:
-        gw = mailpipe_factory(login_config(sink, "what-the-gateway-has"))
-        with gw:
-            queue_id = submit(gw, ["bob@remote.test"], "waits for a login")
-            wait_until(lambda: len(logins.attempts) == 1, 20, "the first login")
-            logins.password = "what-the-gateway-has"  # the ISP fixed the account on its side
-            sink.wait_for(1, timeout=PAUSE + 20)
-            shown = wait_states(gw, queue_id, {"bob@remote.test": "delivered"})
-            failed, ok = events(gw, "smarthost.login_failed"), events(gw, "smarthost.login_ok")
+    with first_login_tried(mailpipe_factory, logins, "what-the-gateway-has",
+                           "waits for a login") as (sink, gw, queue_id):
+        logins.password = "what-the-gateway-has"  # the ISP fixed the account on its side
+        sink.wait_for(1, timeout=PAUSE + 20)
+        shown = wait_states(gw, queue_id, {"bob@remote.test": "delivered"})
+        failed, ok = events(gw, "smarthost.login_failed"), events(gw, "smarthost.login_ok")
     assert [accepted for _, accepted in logins.attempts] == [False, True]
     assert logins.attempts[1][0] - logins.attempts[0][0] >= PAUSE
     *deferred, delivered = shown["attempts"]
@@ -96,17 +109,14 @@ def test_login_ok_after_the_password_is_fixed_by_sighup(mailpipe_factory):
     """Wrong password, one login_failed; the administrator fixes the file and sends SIGHUP:
     the mail is delivered and ``smarthost.login_ok`` says the login works again."""
     logins = CountingLogins("the-right-one")
-    with RecordingSink("127.0.0.1", authenticator=logins) as sink:
-        gw = mailpipe_factory(login_config(sink, "a-typo"))
-        with gw:
-            queue_id = submit(gw, ["bob@remote.test"], "waits for the fix")
-            wait_until(lambda: len(logins.attempts) == 1, 20, "the first login")
-            gw.write_config(login_config(sink, "the-right-one"))
-            gw.proc.send_signal(signal.SIGHUP)
-            sink.wait_for(1, timeout=PAUSE + 20)
-            wait_states(gw, queue_id, {"bob@remote.test": "delivered"})
-            wait_log(gw, "smarthost.login_ok: ")
-            failed, ok = events(gw, "smarthost.login_failed"), events(gw, "smarthost.login_ok")
+    with first_login_tried(mailpipe_factory, logins, "a-typo",
+                           "waits for the fix") as (sink, gw, queue_id):
+        gw.write_config(login_config(sink, "the-right-one"))
+        gw.proc.send_signal(signal.SIGHUP)
+        sink.wait_for(1, timeout=PAUSE + 20)
+        wait_states(gw, queue_id, {"bob@remote.test": "delivered"})
+        wait_log(gw, "smarthost.login_ok: ")
+        failed, ok = events(gw, "smarthost.login_failed"), events(gw, "smarthost.login_ok")
     assert [accepted for _, accepted in logins.attempts] == [False, True]
     assert len(failed) == 1
     assert [e["text"] for e in ok] == [f"smarthost login as {USER} works again"]
@@ -117,17 +127,14 @@ def test_reload_that_leaves_the_login_alone_keeps_the_pause(mailpipe_factory):
     """A SIGHUP that changes something else (``delivery.timeout``) does not cut the pause short:
     the rejected login is tried again only after ``login_failure_pause``, and reported once."""
     logins = CountingLogins("the-isp-password")
-    with RecordingSink("127.0.0.1", authenticator=logins) as sink:
-        gw = mailpipe_factory(login_config(sink, "what-the-gateway-has"))
-        with gw:
-            queue_id = submit(gw, ["bob@remote.test"], "pause across a reload")
-            wait_until(lambda: len(logins.attempts) == 1, 20, "the first login")
-            gw.write_config({**login_config(sink, "what-the-gateway-has"), "delivery": {"timeout": "20s"}})
-            gw.proc.send_signal(signal.SIGHUP)
-            wait_log(gw, "config.reloaded: ")
-            wait_until(lambda: len(logins.attempts) == 2, PAUSE + 20, "the login after the pause")
-            attempts = show(gw, queue_id)["attempts"]
-            failed = events(gw, "smarthost.login_failed")
+    with first_login_tried(mailpipe_factory, logins, "what-the-gateway-has",
+                           "pause across a reload") as (sink, gw, queue_id):
+        gw.write_config({**login_config(sink, "what-the-gateway-has"), "delivery": {"timeout": "20s"}})
+        gw.proc.send_signal(signal.SIGHUP)
+        wait_log(gw, "config.reloaded: ")
+        wait_until(lambda: len(logins.attempts) == 2, PAUSE + 20, "the login after the pause")
+        attempts = show(gw, queue_id)["attempts"]
+        failed = events(gw, "smarthost.login_failed")
     assert logins.attempts[1][0] - logins.attempts[0][0] >= PAUSE
     assert [accepted for _, accepted in logins.attempts] == [False, False]
     assert len(attempts) >= 3  # retries every second went on without logging in

@@ -1,10 +1,12 @@
-"""``smtp-sink`` (ships with Postfix) as the final destination, counting the messages it has received.
+"""Postfix's load tools: ``smtp-sink`` as the final destination and ``smtp-source`` as the sending side.
 
 ``smtp-sink -c`` prints ``sess=S quit=Q mesg=M`` on its standard output (lines
 ended by ``\\r``) each time a session ends, a QUIT arrives or a final ``.`` is
 received; ``mesg`` counts completed DATA transactions. A reader thread keeps
-the last value, so :meth:`Sink.count` is how many messages the sink has
+the last value, so :attr:`SmtpSink.count` is how many messages the sink has
 accepted so far. One sink per measured run keeps the counter starting at 0.
+(The tests' sink, tests/peers/sink.py, is another thing: an in-process server
+that records every message; this one only counts, as fast as Postfix's tool goes.)
 """
 
 from __future__ import annotations
@@ -15,15 +17,25 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
-from common import CLEANUP, BenchError, free_port, port_accepts, stop_group, wait_until
+from tests.peers.net import free_port, port_accepts, wait_until
+from tests.peers.service import Service, stop_popen
+
+from .common import BenchError
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
+SMTP_SOURCE = "/usr/sbin/smtp-source"
 _MESG = re.compile(rb"mesg=(\d+)")
 
 
-class Sink:
-    """``smtp-sink -c 127.0.0.1:PORT BACKLOG``; ``count`` = messages received so far."""
+def _output(log: Path | None) -> IO[bytes] | int:
+    """Where a tool's output goes: ``log`` (opened for the child; close it once the child has it) or nowhere."""
+    return open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed by the caller
+
+
+class SmtpSink(Service):
+    """``smtp-sink -c 127.0.0.1:PORT BACKLOG``; :attr:`count` = messages received so far."""
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None, *, backlog: int = 1024,
                  log: Path | None = None) -> None:
@@ -34,30 +46,32 @@ class Sink:
         self.proc: subprocess.Popen[bytes] | None = None
         self._count = 0
         self._reader: threading.Thread | None = None
-        self._cleanup_key: int | None = None
 
     @property
     def count(self) -> int:
+        """Messages the sink has accepted so far (completed DATA transactions)."""
         return self._count
 
-    def start(self) -> Sink:
+    def start(self) -> SmtpSink:
+        """Start smtp-sink and wait (bounded) until it accepts connections."""
         cmd = [SMTP_SINK, "-c"]
         if os.geteuid() == 0:
             cmd += ["-u", "postfix"]  # smtp-sink refuses to run as root without -u
         # -m: at most this many simultaneous sessions (default 256; we use at most ~40).
         cmd += ["-m", "512", f"{self.host}:{self.port}", str(self.backlog)]
-        stderr = open(self.log, "wb") if self.log else subprocess.DEVNULL  # noqa: SIM115
+        stderr = _output(self.log)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
-        if self.log:
-            stderr.close()  # type: ignore[union-attr]
-        self._cleanup_key = CLEANUP.add("smtp-sink", self.stop)
+        if not isinstance(stderr, int):
+            stderr.close()
+        self._started("smtp-sink")
         self._reader = threading.Thread(target=self._read, name="smtp-sink-reader", daemon=True)
         self._reader.start()
-        wait_until(lambda: port_accepts(self.host, self.port) or self.proc.poll() is not None, 10,
+        proc = self.proc
+        wait_until(lambda: port_accepts(self.host, self.port) or proc.poll() is not None, 10,
                    f"smtp-sink on {self.host}:{self.port}")
-        if self.proc.poll() is not None:
-            raise BenchError(f"smtp-sink exited with {self.proc.returncode}: {' '.join(cmd)}")
+        if proc.poll() is not None:
+            raise BenchError(f"smtp-sink exited with {proc.returncode}: {' '.join(cmd)}")
         return self
 
     def _read(self) -> None:
@@ -76,37 +90,16 @@ class Sink:
             if found:
                 self._count = int(found[-1])
 
-    def wait_for(self, n: int, timeout: float) -> float:
-        """Block until the sink has ``n`` messages; return the monotonic time it was seen."""
-        deadline = time.monotonic() + timeout
-        while self._count < n:
-            if time.monotonic() >= deadline:
-                raise BenchError(f"the sink has {self._count} of {n} messages after {timeout:.0f}s")
-            time.sleep(0.005)
-        return time.monotonic()
-
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            stop_group(self.proc.pid, timeout=5)
+        """Stop smtp-sink (SIGTERM, SIGKILL after 5 s); safe to call twice."""
+        self._stopped()
         if self.proc is not None:
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+            stop_popen(self.proc)
             if self.proc.stdout:
                 self.proc.stdout.close()
-        if self._cleanup_key is not None:
-            CLEANUP.done(self._cleanup_key)
-            self._cleanup_key = None
-
-    def __enter__(self) -> Sink:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
-class Source:
+class SmtpSource(Service):
     """``smtp-source``: ``messages`` messages of ``size`` bytes over ``sessions`` parallel sessions.
 
     With ``reuse`` (``-d``) each session sends its messages over one connection,
@@ -117,7 +110,7 @@ class Source:
 
     def __init__(self, host: str, port: int, *, messages: int, sessions: int, size: int,
                  reuse: bool = True, log: Path | None = None) -> None:
-        self.cmd = ["/usr/sbin/smtp-source", "-s", str(sessions), "-m", str(messages), "-l", str(size),
+        self.cmd = [SMTP_SOURCE, "-s", str(sessions), "-m", str(messages), "-l", str(size),
                     "-f", "bench@source.bench.test", "-t", "bench@sink.bench.test", "-M", "source.bench.test"]
         if reuse:
             self.cmd.insert(1, "-d")
@@ -126,16 +119,16 @@ class Source:
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
         self.ended: float | None = None
-        self._cleanup_key: int | None = None
 
-    def start(self) -> Source:
-        out = open(self.log, "wb") if self.log else subprocess.DEVNULL  # noqa: SIM115
+    def start(self) -> SmtpSource:
+        """Start sending (``started`` is when); it runs until it has sent everything."""
+        out = _output(self.log)
         self.started = time.monotonic()
         self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
-        if self.log:
-            out.close()  # type: ignore[union-attr]
-        self._cleanup_key = CLEANUP.add("smtp-source", self.stop)
+        if not isinstance(out, int):
+            out.close()
+        self._started("smtp-source")
         return self
 
     def poll(self) -> int | None:
@@ -147,6 +140,7 @@ class Source:
         return rc
 
     def output(self) -> str:
+        """The end of what smtp-source printed (its errors), when it had a log."""
         if self.log is None:
             return ""
         try:
@@ -155,8 +149,7 @@ class Source:
             return ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            stop_group(self.proc.pid, timeout=2)
-        if self._cleanup_key is not None:
-            CLEANUP.done(self._cleanup_key)
-            self._cleanup_key = None
+        """Stop it if it still runs (SIGTERM, SIGKILL after 2 s); safe to call twice."""
+        self._stopped()
+        if self.proc is not None:
+            stop_popen(self.proc, timeout=2)
