@@ -32,12 +32,13 @@ from mailpipe.core.queue import (
 
 from . import admin, delivery, logs
 from .connection import connect, translate
+from .kv import SqliteKeyValue
 from .worker import DbWorker
 
 __all__ = ["SqliteQueue"]
 
 
-class SqliteQueue(QueueBackend):
+class SqliteQueue(SqliteKeyValue, QueueBackend):
     """The embedded queue. All SQL runs on one worker thread; writes are group-committed.
 
     Made by the ``sqlite`` plugin's ``open_queue``; ``history_days`` is how long ``prune``
