@@ -9,6 +9,9 @@ A backend has two faces, implemented by one object (``QueueBackend``):
   ``release_hold``, ``delete``, ``retry_now``, ``add_event``, ``events``, ``attempts``,
   ``stats``, ``prune``.
 
+A backend may also offer the optional ``KeyValueStore`` face: small durable values that
+plugins keep beside the queue (``kv_get``, ``kv_put``, ``kv_delete``, ``kv_items``).
+
 A backend holds no delivery policy: the core decides each recipient's new state
 (``RecipientUpdate``) and the backend persists it. The promises every backend keeps
 (tested by the conformance suite in ``mailpipe.core.testing.queue``, which any backend
@@ -432,3 +435,30 @@ class QueueTransfer(ABC):
         while page := await self.messages_after(after, self.PAGE * 5, 0.0):
             after = page[-1].id
             yield [record.id for record in page]
+
+
+class KeyValueStore(ABC):
+    """An optional face: small durable values a plugin keeps in the queue's database.
+
+    For state that must outlive a restart and be shared by the nodes of one queue, such as
+    ``direct``'s MTA-STS policy cache and TLS-report counters. A backend offers it by
+    inheriting it beside ``QueueBackend``; a plugin asks ``isinstance(queue, KeyValueStore)``
+    and otherwise keeps its values in memory. Values are short texts (JSON, a few
+    kilobytes); a key is unique within its ``namespace`` (the plugin's own word).
+    """
+
+    @abstractmethod
+    async def kv_get(self, namespace: str, key: str) -> str | None:
+        """The value stored under ``key``, or None."""
+
+    @abstractmethod
+    async def kv_put(self, namespace: str, key: str, value: str) -> None:
+        """Store (or replace) the value of ``key``; on stable storage once returned."""
+
+    @abstractmethod
+    async def kv_delete(self, namespace: str, key: str) -> None:
+        """Forget ``key`` (nothing happens when it is not there)."""
+
+    @abstractmethod
+    async def kv_items(self, namespace: str, prefix: str = "") -> dict[str, str]:
+        """Every key of ``namespace`` that starts with ``prefix``, with its value."""

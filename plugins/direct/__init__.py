@@ -9,6 +9,17 @@ Modules, by concern:
 * ``limits``   - per-domain and total concurrency limits;
 * ``attempt``  - one attempt for one domain: walk the MX hosts until one takes the mail.
 
+Transport security (DANE, MTA-STS, TLS reporting; docs/direct.md):
+
+* ``security`` - which policy each MX host gets, and why;
+* ``dane``     - TLSA lookups and matching a server's chain against them (RFC 7672);
+* ``certs``    - certificate chain verification outside the handshake (DANE-TA, MTA-STS testing);
+* ``mtasts``   - MTA-STS TXT records and policy files (RFC 8461); ``sts`` finds and caches them;
+* ``https``    - HTTPS requests through the MX resolver (policy fetches, report uploads);
+* ``values``   - small durable values in the queue's database (policy cache, report counts);
+* ``outcomes`` - what each host's policy led to: attempt texts, report counts, events;
+* ``tlsrpt``   - RFC 8460 counts and report JSON; ``reports`` and ``reportmail`` send the reports.
+
 Sessions (greeting, EHLO, STARTTLS), their reuse per MX host and the
 transaction are the shared outbound stack in ``plugins/outbound``.
 
@@ -19,22 +30,37 @@ DNS failure becomes each recipient's outcome; ``explain_route`` is the dry run.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
+import ssl
 from typing import Any
 
-from mailpipe.core.errors import Reply
+from mailpipe.core.errors import ConfigError, Reply
 from mailpipe.core.hookspecs import hookimpl
 from mailpipe.core.message import Credentials, Message, RecipientResult, Route
 from mailpipe.core.plugin import Plugin, PluginContext
 from mailpipe.plugins.outbound.pool import ConnectionPool
 from mailpipe.plugins.outbound.session import ClientSettings
-from mailpipe.plugins.outbound.tls import TlsPolicy
+from mailpipe.plugins.outbound.tls import TlsPolicy, client_context
 
 from .attempt import Dialing, attempt
 from .dnsfail import DnsFailure
+from .https import HttpsClient
 from .limits import Limits
 from .mx import MxResolver, Myself
 from .options import DirectOptions
+from .outcomes import PolicyOutcomes
+from .reports import TlsReporter
+from .security import TransportSecurity
+from .sts import StsPolicies
+from .tlsrpt import TlsCounters
+from .values import Values
+
+#: How often the TLS-report counts are stored and due reports sent (seconds).
+REPORT_EVERY = 300.0
+#: How long an MTA-STS policy read from the queue database is used without reading it again (seconds).
+STS_REMEMBER = 300.0
 
 __all__ = ["DirectOptions", "DirectPlugin"]
 
@@ -65,10 +91,30 @@ class DirectPlugin(Plugin):
         delivery = context.settings.delivery
         self.port = o.port or delivery.port
         timeout = o.timeout or delivery.timeout
-        # the certificate is never checked: a name the MX lookup gave cannot be trusted anyway
-        settings = ClientSettings(context.settings.hostname, timeout, TlsPolicy(o.tls, verify=False))
+        # without a policy the certificate is never checked: a name the MX lookup gave cannot be trusted anyway
+        fallback = TlsPolicy(o.tls, verify=False)
+        settings = ClientSettings(context.settings.hostname, timeout, fallback)
         self.dialing = Dialing(self.port, settings, o.connect_timeout or timeout, o.prefer_ipv6, o.happy_eyeballs_delay)
-        self.resolver = MxResolver(o.nameservers, timeout=o.dns_timeout, ip_version=o.ip_version)
+        validating = o.dnssec == "validating"
+        self.resolver = MxResolver(o.nameservers, timeout=o.dns_timeout, ip_version=o.ip_version,
+                                   validating=validating)
+        ca_file = context.resolve_path(o.ca_file) if o.ca_file else None
+        try:
+            verified = client_context(verify=True, ca_file=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"{self.instance_name}: ca_file {ca_file}: {getattr(exc, 'strerror', None) or exc}"
+                              ) from None
+        self.https = HttpsClient(self.resolver, verified, port=o.mta_sts_port, timeout=min(timeout, 20.0),
+                                 user_agent=f"mailpipe ({context.settings.hostname})")
+        now = context.clock.now
+        cache = Values("mta-sts", context.queue, remember=STS_REMEMBER)
+        self.sts = StsPolicies(self.resolver, self.https, cache, now) if o.mta_sts else None
+        self.security = TransportSecurity(resolver=self.resolver, port=self.port, dane=o.dane_mode,
+                                          validating=validating, sts=self.sts, ca_file=ca_file, fallback=fallback)
+        self.counters = TlsCounters() if o.tls_reports else None
+        self.outcomes = PolicyOutcomes(self.counters, context.emit, now)
+        self.reports = self._reporter(context) if self.counters is not None else None
+        self._reporting: asyncio.Task[None] | None = None
         own_name = context.settings.hostname.lower().rstrip(".")
         self.myself = Myself(frozenset({own_name}), self._listen_endpoints())
         self.limits = Limits(o.max_connections, o.max_connections_per_domain)
@@ -80,6 +126,18 @@ class DirectPlugin(Plugin):
     @property
     def opts(self) -> DirectOptions:
         return self.options  # type: ignore[return-value]
+
+    def _reporter(self, context: PluginContext) -> TlsReporter:
+        hostname = context.settings.hostname
+        queue = context.queue
+        control = context.control
+        return TlsReporter(
+            counters=self.counters or TlsCounters(), values=Values("tls-reports", queue), resolver=self.resolver,
+            https=self.https, submitter=hostname, sender=self.opts.tls_reports_from or f"postmaster@{hostname}",
+            node=f"{hostname}/{self.instance_name}", now=context.clock.now,
+            store=queue.store if queue is not None else None, emit=context.emit,
+            wake=control.wake if control is not None else None,
+        )
 
     def _listen_endpoints(self) -> frozenset[tuple[str, int]]:
         out = set()
@@ -130,18 +188,20 @@ class DirectPlugin(Plugin):
                 self.context.emit("mail.loop", f"{message.id}: {failure.reply}", level="error",
                                   message=message.id, domain=domain)
             return RecipientResult.for_all(route.recipients, failure.reply, route=label)
-        hosts = plan.hosts[: self.opts.max_hosts_per_attempt]
+        plan.hosts = plan.hosts[: self.opts.max_hosts_per_attempt]
+        security = await self.security.plan(domain, plan)
         data = await message.body()
         async with self.limits.slot(domain):
-            return await attempt(message, route.recipients, hosts, data, pool=self.pool,
-                                 dialing=self.dialing, route=label, log=self.log)
+            return await attempt(message, route.recipients, security, data, pool=self.pool,
+                                 dialing=self.dialing, route=label, log=self.log, outcomes=self.outcomes)
 
     @hookimpl
     async def explain_route(self, route: Route) -> dict[str, Any] | None:
-        """For ``pipeline route ADDRESS``: MX hosts in try order with addresses, port, TLS, credentials.
+        """For ``pipeline route ADDRESS``: MX hosts in try order with addresses, port, TLS, credentials,
+        and the transport security (DNSSEC, DANE, MTA-STS) each host would get, and why.
 
-        Only DNS lookups are made; nothing is sent. A DNS failure is shown as the
-        outcome the recipients would get.
+        Only DNS lookups (and the MTA-STS policy fetch, not cached) are made; no mail is sent. A
+        DNS failure is shown as the outcome the recipients would get.
         """
         facts: dict[str, Any] = {"dns": self.resolver.describe()}
         try:
@@ -160,12 +220,36 @@ class DirectPlugin(Plugin):
                 facts["skipped"] = plan.skipped
             if any(len({":" in a for a in h.addresses}) > 1 for h in plan.hosts):
                 facts["address order"] = "IPv6 first" if self.opts.prefer_ipv6 else "IPv4 first"
+            plan.hosts = plan.hosts[:cap]
+            security = await self.security.plan(route.destination, plan, store=False)
+            facts.update(security.facts)
+            facts["transport security"] = [h.describe() for h in security.hosts]
         facts["port"] = self.port
         facts["tls"] = self.opts.tls
         facts["credentials"] = "none (direct delivery does not log in)"
         return facts
 
     @hookimpl
+    async def startup(self, context: PluginContext) -> None:
+        """Called by the gateway once the queue is open: start storing TLS-report counts and sending reports."""
+        if self.reports is not None and context.queue is not None:
+            queue = context.queue
+
+            async def due(now: float) -> bool:
+                return await queue.run_once("direct.tls-reports", now, REPORT_EVERY)
+
+            self._reporting = asyncio.get_running_loop().create_task(self.reports.run(REPORT_EVERY, due))
+
+    @hookimpl
     async def shutdown(self) -> None:
-        """Called by the gateway when it stops: QUIT the sessions kept for reuse."""
+        """Called by the gateway when it stops: QUIT the sessions kept for reuse, store the report counts."""
+        if self._reporting is not None:
+            self._reporting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reporting
+        if self.reports is not None:
+            try:
+                await self.reports.flush()
+            except Exception:  # noqa: BLE001 - stopping anyway
+                self.log.exception("cannot store the TLS-report counts")
         await self.pool.close()

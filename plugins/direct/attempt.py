@@ -2,15 +2,19 @@
 
 The next host is tried when a host cannot be connected to (refused,
 unreachable, timed out), greets with anything but 220 (421 included), fails
-EHLO/STARTTLS, or answers *every* recipient with a temporary failure before
-anything was delivered. A permanent answer, or any delivered recipient, ends
-the attempt with those per-recipient outcomes. When every host failed to give a
-session, each recipient gets a temporary outcome naming what each host did, so
-the retry policy tries again later.
+EHLO/STARTTLS, does not meet its transport security policy (``security``:
+DANE, MTA-STS), or answers *every* recipient with a temporary failure before
+anything was delivered. A host its policy refuses outright (TLSA lookup failed,
+not an MTA-STS mx) is not connected to. A permanent answer, or any delivered
+recipient, ends the attempt with those per-recipient outcomes. When every host
+failed to give a session, each recipient gets a temporary outcome naming what
+each host did, so the retry policy tries again later. Every reply carries the
+host's policy, TLS version and verification result (``outcomes.tls_note``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
@@ -20,10 +24,13 @@ from mailpipe.core.message import Message, Outcome, RecipientResult
 from mailpipe.plugins.outbound.pool import ConnectionPool, Opener, PoolKey
 from mailpipe.plugins.outbound.replies import OutboundError, none_usable
 from mailpipe.plugins.outbound.session import ClientSettings, open_session
+from mailpipe.plugins.outbound.tls import TlsPolicy
 from mailpipe.plugins.outbound.transaction import reusable, send
 
 from .hosts import connect_first, interleave
 from .mx import MxHost
+from .outcomes import PolicyOutcomes, tagged, tls_note
+from .security import SecurityPlan
 
 
 @dataclass(frozen=True)
@@ -36,33 +43,48 @@ class Dialing:
     prefer_ipv6: bool = True
     happy_eyeballs_delay: float = 0.3
 
-    def open(self, host: MxHost) -> Opener:
-        """A pool opener for ``host``: race its addresses, then greeting, EHLO, TLS."""
+    def open(self, host: MxHost, tls: TlsPolicy | None = None) -> Opener:
+        """A pool opener for ``host``: race its addresses, then greeting, EHLO, TLS (``tls``: the host's policy)."""
         addresses = interleave(list(host.addresses), prefer_ipv6=self.prefer_ipv6)
         connect = functools.partial(connect_first, host.name, addresses, self.port,
                                     timeout=self.connect_timeout, delay=self.happy_eyeballs_delay)
-        return functools.partial(open_session, host.name, self.port, self.settings, connect=connect)
+        settings = self.settings if tls is None else dataclasses.replace(self.settings, tls=tls)
+        return functools.partial(open_session, host.name, self.port, settings, connect=connect)
 
 
 async def attempt(
-    message: Message, recipients: list[str], hosts: list[MxHost], data: bytes, *,
-    pool: ConnectionPool, dialing: Dialing, route: str, log: logging.Logger,
+    message: Message, recipients: list[str], plan: SecurityPlan, data: bytes, *,
+    pool: ConnectionPool, dialing: Dialing, route: str, log: logging.Logger, outcomes: PolicyOutcomes,
 ) -> list[RecipientResult]:
-    """Deliver ``data`` to ``recipients`` through the first of ``hosts`` that takes it (called by ``deliver``)."""
+    """Deliver ``data`` to ``recipients`` through the first host of ``plan`` that takes it (called by ``deliver``)."""
     failures: list[tuple[str, Reply]] = []
     last_results: list[RecipientResult] | None = None
-    for host in hosts:
-        try:
-            session = await pool.acquire(PoolKey(host.name, dialing.port, dialing.settings.tls), dialing.open(host))
-        except OutboundError as exc:
-            failures.append((host.name, exc.reply))
-            log.info("%s: %s for %s: %s; trying the next MX host", message.id, host.name, route, exc.reply)
+    domain = plan.domain
+    outcomes.domain_failures(plan, message.id)
+    for hs in plan.hosts:
+        host = hs.host
+        if hs.refusal is not None:
+            outcomes.refused(domain, hs, message.id)
+            failures.append((host.name, hs.refusal))
+            log.info("%s: %s for %s: %s; trying the next MX host", message.id, host.name, route, hs.refusal)
             continue
+        try:
+            session = await pool.acquire(PoolKey(host.name, dialing.port, hs.tls), dialing.open(host, hs.tls))
+        except OutboundError as exc:
+            outcomes.not_opened(domain, hs, exc, message.id)
+            reply = tagged(exc.reply, tls_note(hs))
+            failures.append((host.name, reply))
+            log.info("%s: %s for %s: %s; trying the next MX host", message.id, host.name, route, reply)
+            continue
+        outcomes.opened(domain, hs, session, message.id)
+        note = tls_note(hs, session)
         results: list[RecipientResult] = []
         try:
             results = await send(session, message, recipients, data, route=route)
         finally:
             pool.release(session, reusable=reusable(results))
+        for r in results:
+            r.reply = tagged(r.reply, note)
         if not all(r.outcome is Outcome.TEMPORARY for r in results):
             return results
         last_results = results

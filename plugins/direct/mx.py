@@ -7,6 +7,12 @@ preference, equal preferences shuffled. No MX records: the domain itself is the
 only host (implicit MX). Null MX: permanent failure. Hosts that are this
 gateway, and every host not better than it, are dropped; when this gateway is
 the best host, the mail would loop: permanent failure.
+
+With ``validating=True`` (``dnssec: validating``) queries carry the AD bit and the
+answers' AD bit is kept: ``MxPlan.secure`` says the MX RRset (or, for an implicit MX,
+the domain's addresses) was DNSSEC-authenticated, ``MxHost.secure`` the same of a
+host's addresses. Without it nothing is ever secure: a resolver that is not named as
+validating is never trusted, and never turns an answer into a failure either.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from dataclasses import dataclass, field
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
+import dns.message
 import dns.nameserver
 import dns.resolver
 
@@ -27,12 +35,17 @@ from . import dnsfail
 
 @dataclass(frozen=True)
 class MxHost:
-    """One host to try: its name, MX preference and addresses (IPv6 and IPv4, as found)."""
+    """One host to try: its name, MX preference and addresses (IPv6 and IPv4, as found).
+
+    ``secure``: the address lookups were DNSSEC-authenticated (a DANE TLSA lookup is made
+    only for such hosts).
+    """
 
     name: str
     preference: int
     addresses: tuple[str, ...]
     implicit: bool = False
+    secure: bool = False
 
     def describe(self) -> str:
         """``10 mx1.example [192.0.2.1, 2001:db8::1]`` (what ``pipeline route`` prints)."""
@@ -42,11 +55,16 @@ class MxHost:
 
 @dataclass
 class MxPlan:
-    """The hosts of one domain in the order they are to be tried, and what was left out and why."""
+    """The hosts of one domain in the order they are to be tried, and what was left out and why.
+
+    ``secure``: the MX RRset (for an implicit MX: the domain's addresses) was
+    DNSSEC-authenticated, the first condition of DANE.
+    """
 
     domain: str
     hosts: list[MxHost]
     skipped: list[str] = field(default_factory=list)
+    secure: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,11 +125,12 @@ class MxResolver:
 
     def __init__(
         self, nameservers: list[tuple[str, int]], *, timeout: float, ip_version: str = "any",
-        rng: random.Random | None = None,
+        rng: random.Random | None = None, validating: bool = False,
     ) -> None:
         self.nameservers = nameservers
         self.timeout = timeout
         self.ip_version = ip_version
+        self.validating = validating
         self.rng = rng or random.Random()
         self._resolver: dns.asyncresolver.Resolver | None = None
 
@@ -126,6 +145,9 @@ class MxResolver:
             res.lifetime = self.timeout
             res.timeout = min(self.timeout, 2.0)
             res.cache = dns.resolver.LRUCache(2000)  # honours each answer's TTL
+            if self.validating:  # ask for the AD bit (RFC 6840 5.7); EDNS for TLSA and TXT sets
+                res.flags = dns.flags.RD | dns.flags.AD
+                res.use_edns(0, 0, 1232)
             self._resolver = res
         return self._resolver
 
@@ -138,26 +160,49 @@ class MxResolver:
         except dns.exception.DNSException:
             return "system resolver (none configured)"
 
-    async def _query(self, name: str, rdtype: str) -> dns.resolver.Answer:
+    async def query(self, name: str, rdtype: str) -> dns.resolver.Answer:
+        """One lookup through the configured servers (dnspython's exceptions pass through)."""
         return await self.resolver().resolve(name, rdtype, search=False)
+
+    def secure(self, found: dns.resolver.Answer | BaseException) -> bool:
+        """Whether an answer (or a NoAnswer/NXDOMAIN) carries the AD bit of a resolver named as validating."""
+        if not self.validating:
+            return False
+        if isinstance(found, dns.resolver.Answer):
+            response = found.response
+        elif isinstance(found, dns.resolver.NoAnswer):
+            response = found.kwargs.get("response")
+        elif isinstance(found, dns.resolver.NXDOMAIN):
+            responses = list(found.responses().values())
+            response = responses[0] if responses else None
+        else:
+            return False
+        return isinstance(response, dns.message.Message) and bool(response.flags & dns.flags.AD)
 
     async def addresses(self, name: str) -> tuple[list[str], list[BaseException]]:
         """AAAA and A records of ``name`` (as allowed by ``ip_version``) and the lookups that failed.
 
         NXDOMAIN and "no such record" are not errors: they just give no address.
         """
+        found, errors, _ = await self.addresses_secure(name)
+        return found, errors
+
+    async def addresses_secure(self, name: str) -> tuple[list[str], list[BaseException], bool]:
+        """``addresses`` and whether every lookup made was DNSSEC-authenticated."""
         kinds = {"any": ["AAAA", "A"], "ipv6": ["AAAA"], "ipv4": ["A"]}[self.ip_version]
-        answers = await asyncio.gather(*(self._query(name, k) for k in kinds), return_exceptions=True)
+        answers = await asyncio.gather(*(self.query(name, k) for k in kinds), return_exceptions=True)
         found: list[str] = []
         errors: list[BaseException] = []
+        secure = True
         for answer in answers:
+            secure = secure and self.secure(answer)
             if isinstance(answer, dns.resolver.NoAnswer | dns.resolver.NXDOMAIN):
                 continue
             if isinstance(answer, BaseException):
                 errors.append(answer)
                 continue
             found += [r.address for r in answer]
-        return found, errors
+        return found, errors, secure and not errors
 
     async def plan(self, domain: str, *, myself: Myself, port: int) -> MxPlan:
         """The hosts of ``domain`` in try order; raises ``DnsFailure``."""
@@ -168,8 +213,9 @@ class MxResolver:
                 raise dnsfail.loop(domain, host.name)
             return MxPlan(domain, [host])
         try:
-            answer = await self._query(domain, "MX")
+            answer = await self.query(domain, "MX")
             records = [(r.preference, r.exchange.to_text(omit_final_dot=True).lower()) for r in answer]
+            secure = self.secure(answer)
         except dns.resolver.NoAnswer:
             records = []
         except (dns.exception.DNSException, ValueError) as exc:
@@ -178,32 +224,34 @@ class MxResolver:
             raise dnsfail.null_mx(domain)
         if not records:
             return await self._implicit(domain, myself, port)
-        return await self._explicit(domain, order_records(records, self.rng), myself, port)
+        plan = await self._explicit(domain, order_records(records, self.rng), myself, port)
+        plan.secure = secure
+        return plan
 
     async def _implicit(self, domain: str, myself: Myself, port: int) -> MxPlan:
         try:
-            found, errors = await self.addresses(domain)
+            found, errors, secure = await self.addresses_secure(domain)
         except (dns.exception.DNSException, ValueError) as exc:
             raise dnsfail.classify(exc, domain, "A/AAAA") from exc
         if not found:
             if errors:
                 raise dnsfail.classify(errors[0], domain, "A/AAAA")
             raise dnsfail.no_data(domain)
-        host = MxHost(domain.lower(), 0, tuple(found), implicit=True)
+        host = MxHost(domain.lower(), 0, tuple(found), implicit=True, secure=secure)
         if myself.is_me(host, port):
             raise dnsfail.loop(domain, host.name)
-        return MxPlan(domain, [host])
+        return MxPlan(domain, [host], secure=secure)
 
     async def _explicit(
         self, domain: str, records: list[tuple[int, str]], myself: Myself, port: int,
     ) -> MxPlan:
-        lookups = await asyncio.gather(*(self.addresses(name) for _, name in records))
+        lookups = await asyncio.gather(*(self.addresses_secure(name) for _, name in records))
         hosts: list[MxHost] = []
         skipped: list[str] = []
         temp_errors: list[BaseException] = []
-        for (pref, name), (found, errors) in zip(records, lookups, strict=True):
+        for (pref, name), (found, errors, secure) in zip(records, lookups, strict=True):
             if found:
-                hosts.append(MxHost(name, pref, tuple(found)))
+                hosts.append(MxHost(name, pref, tuple(found), secure=secure))
             elif errors:
                 temp_errors += errors
                 skipped.append(f"{pref} {name}: {dnsfail.classify(errors[0], name, 'A/AAAA').reply.text}")

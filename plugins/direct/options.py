@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -50,6 +51,27 @@ class DirectOptions(Strict):
     connection_reuse: bool = True
     idle_timeout: Duration = Field(10.0, ge=0, description="how long an unused connection is kept for reuse")
     max_messages_per_connection: int = Field(100, ge=1)
+    # -- transport security (docs/direct.md, "Transport security") --
+    dnssec: Literal["none", "validating"] = Field(
+        "none", description="validating: the dns_servers validate DNSSEC, so their AD bit is trusted (DANE needs it)",
+    )
+    dane: Literal["off", "opportunistic", "required"] | None = Field(
+        None, description="DANE (RFC 7672); default: opportunistic when dnssec is validating, else off",
+    )
+    mta_sts: bool = Field(True, description="fetch and honour MTA-STS policies (RFC 8461)")
+    mta_sts_port: int = Field(443, ge=1, le=65535, description="port of the policy servers (only tests change it)")
+    ca_file: Path | None = Field(
+        None, description="trust anchors for verified TLS (MTA-STS MX hosts, policy servers); default: system CAs",
+    )
+    tls_reports: bool = Field(True, description="RFC 8460 daily aggregate reports to domains with a policy")
+    tls_reports_from: str | None = Field(None, description="sender of the reports; default: postmaster@hostname")
+
+    @field_validator("tls_reports_from")
+    @classmethod
+    def _sender(cls, value: str | None) -> str | None:
+        if value is not None and (value.count("@") != 1 or not all(value.split("@")) or " " in value):
+            raise ValueError(f"expected a mail address (local@domain), got {value!r}")
+        return value
 
     @field_validator("dns_servers")
     @classmethod
@@ -62,7 +84,18 @@ class DirectOptions(Strict):
     def _limits(self) -> DirectOptions:
         if self.max_connections_per_domain > self.max_connections:
             raise ValueError("max_connections_per_domain cannot be more than max_connections")
+        if self.dane in ("opportunistic", "required") and self.dnssec != "validating":
+            raise ValueError(
+                f"dane: {self.dane} needs dnssec: validating (DANE trusts only the AD bit of a validating resolver)"
+            )
         return self
+
+    @property
+    def dane_mode(self) -> Literal["off", "opportunistic", "required"]:
+        """``dane`` as in force: given, else opportunistic with a validating resolver, else off."""
+        if self.dane is not None:
+            return self.dane
+        return "opportunistic" if self.dnssec == "validating" else "off"
 
     @property
     def nameservers(self) -> list[tuple[str, int]]:

@@ -4,6 +4,10 @@
 ``Connector`` made (direct races a host's addresses). Every failure closes what
 was opened and is raised as ``OutboundError`` carrying the reply that stands
 for it; the caller then tries its next host or gives every recipient that reply.
+
+After a TLS handshake the session records the protocol version and, when the policy
+has a ``check``, its ``Verdict`` on the presented chain (an untrusted verdict under
+``required``/``implicit`` is raised as ``CertificateRejected``).
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from typing import Protocol
 
 import aiosmtplib
 
-from .replies import OutboundError, no_starttls, reply_for, tls_failed
-from .tls import TlsPolicy
+from mailpipe.core.errors import Reply
+
+from .replies import OutboundError, no_starttls, reply_for, short, tls_failed
+from .tls import TlsPolicy, Verdict, peer_chain
 
 #: Makes a connected TCP socket; returns it and the address it reached (raises ``OutboundError``).
 Connector = Callable[[], Awaitable[tuple[socket.socket, str]]]
@@ -50,7 +56,10 @@ class Session:
 
     ``peer`` names the server in replies and results (the MX host name, or
     ``host:port`` for a server reached by name); ``address`` is the address a
-    connector reached. ``key``, ``messages``, ``idle_since`` and ``expiry`` are
+    connector reached. ``tls_version`` is the negotiated protocol (``TLSv1.3``),
+    ``verdict`` the policy's ``check`` on the server's chain (None without a
+    check), ``tls_error`` why an opportunistic session runs in plain text after
+    a failed handshake. ``key``, ``messages``, ``idle_since`` and ``expiry`` are
     kept by the connection pool.
     """
 
@@ -59,6 +68,9 @@ class Session:
     address: str | None = None
     tls: bool = False
     mechanism: str | None = None
+    tls_version: str | None = None
+    verdict: Verdict | None = None
+    tls_error: str | None = None
     key: Hashable = None
     messages: int = 0
     idle_since: float = field(default_factory=time.monotonic)
@@ -79,6 +91,20 @@ class _HandshakeFailed(OutboundError):
     """The STARTTLS handshake failed (opportunistic TLS then tries plain text once)."""
 
 
+class CertificateRejected(OutboundError):
+    """The policy's ``check`` did not trust the server's chain (451 4.7.5); ``verdict`` says why.
+
+    ``address`` and ``local_address`` are the two ends of the connection (for TLS reports).
+    """
+
+    def __init__(self, verdict: Verdict, host: str, label: str, *, address: str | None = None,
+                 local_address: str | None = None) -> None:
+        super().__init__(Reply(451, "4.7.5", f"TLS certificate of {label} not trusted: {verdict.text}"), host=host)
+        self.verdict = verdict
+        self.address = address
+        self.local_address = local_address
+
+
 async def open_session(
     host: str, port: int, settings: ClientSettings, *, connect: Connector | None = None, login: Login | None = None,
 ) -> Session:
@@ -90,10 +116,13 @@ async def open_session(
     """
     try:
         return await _open(host, port, settings, connect, login, starttls=settings.tls.mode != "none")
-    except _HandshakeFailed:
+    except _HandshakeFailed as failed:
         if settings.tls.mode != "opportunistic":
             raise
-    return await _open(host, port, settings, connect, login, starttls=False)
+        reason = failed.reply.text
+    session = await _open(host, port, settings, connect, login, starttls=False)
+    session.tls_error = reason
+    return session
 
 
 async def _open(
@@ -130,14 +159,38 @@ async def _open(
             session.tls = True
         elif policy.mode == "required":
             raise OutboundError(no_starttls(label), host=peer)
+        if session.tls:
+            _check_peer(session, policy, policy.server_name or host, label)
         if login is not None:
             step = "AUTH"
             session.mechanism = await login(client, host=label)
     except BaseException as exc:
+        # A transport owns the socket and closes it itself (later, in the loop): closing the socket
+        # here would free its descriptor while the loop still watches it for the old transport.
+        owned = client.transport is not None
         client.close()
-        if sock is not None:
+        if sock is not None and not owned:
             sock.close()
         if isinstance(exc, OutboundError) or not isinstance(exc, Exception):
             raise
         raise OutboundError(reply_for(exc, step, label), host=peer) from exc
     return session
+
+
+def _check_peer(session: Session, policy: TlsPolicy, name: str, label: str) -> None:
+    """Note the TLS version; run the policy's ``check`` (raising ``CertificateRejected`` when it must)."""
+    ssl_object = session.client.get_transport_info("ssl_object")
+    if ssl_object is None:
+        return
+    session.tls_version = ssl_object.version()
+    if policy.check is None:
+        return
+    try:
+        verdict = policy.check(peer_chain(ssl_object), name)
+    except Exception as exc:  # noqa: BLE001 - a broken check must not pass a certificate
+        verdict = Verdict(False, f"the check failed: {short(exc)}", "validation-failure")
+    session.verdict = verdict
+    if not verdict.trusted and policy.mode in ("required", "implicit"):
+        sockname = session.client.get_transport_info("sockname")
+        raise CertificateRejected(verdict, session.peer, label, address=session.address,
+                                  local_address=str(sockname[0]) if sockname else None)

@@ -32,13 +32,14 @@ from mailpipe.core.queue import (
 
 from . import admin, delivery, logs
 from .connection import connect, translate
+from .kv import SqliteKeyValue
 from .transfer import SqliteTransfer
 from .worker import DbWorker
 
 __all__ = ["SqliteQueue"]
 
 
-class SqliteQueue(QueueBackend, SqliteTransfer):
+class SqliteQueue(SqliteKeyValue, SqliteTransfer, QueueBackend):
     """The embedded queue. All SQL runs on one worker thread; writes are group-committed.
 
     Made by the ``sqlite`` plugin's ``open_queue``; ``history_days`` is how long ``prune``
