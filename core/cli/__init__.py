@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import click
 
+from .auth import auth
 from .check import check
+from .dkim import dkim
 from .logs import COMMANDS as LOG_COMMANDS
 from .options import config_option
 from .passwords import hash_password
@@ -36,3 +38,5 @@ def main() -> None:
 
 for _command in (serve, check, plugins, hash_password, route, queue, *LOG_COMMANDS):
     main.add_command(_command)
+main.add_command(auth)
+main.add_command(dkim)
