@@ -29,6 +29,7 @@ DEFAULT_TIMEOUTS: dict[str, float] = {
     "accept": 60.0,
     "route": 60.0,
     "authenticate": 120.0,
+    "before_send": 120.0,
     "deliver": 1800.0,
     "on_failure": 30.0,
     "open_queue": 60.0,

@@ -1,4 +1,4 @@
-"""One attempt of one claimed message: ``route``, then per route ``authenticate`` and ``deliver``.
+"""One attempt of one claimed message: ``route``, ``before_send``, then per route ``authenticate`` and ``deliver``.
 
 Called by the scheduler for each message it claimed, with the runtime (chain and
 settings) in force when the attempt started; a reload during the attempt does not
@@ -70,6 +70,12 @@ class Delivery:
             self.events.emit("route.none", f"{message.id}: no chain entry routes {', '.join(unrouted)}",
                              level="warning", message=message.id)
             failures += failed(unrouted, Reply(451, "4.4.0", "no route for this recipient"))
+        if routes:
+            try:
+                await self.before_send(runtime, message)
+            except SMTPError as exc:
+                failures += [r for route in routes for r in failed(route.recipients, exc.reply, route.destination)]
+                routes = []
         for route in routes:
             with self.sessions.outgoing(message.id, route):
                 results = await self.deliver_route(runtime, message, route)
@@ -81,6 +87,22 @@ class Delivery:
         if failures:
             await self.recorder.record(runtime, message, failures)
             recorded.update(r.recipient for r in failures)
+
+    @staticmethod
+    async def before_send(runtime: Runtime, message: Message) -> None:
+        """``before_send`` in chain order, each plugin given the bytes the previous one returned; the result is
+        held as the message's body for the rest of this attempt (the queue keeps the stored bytes)."""
+        chain = runtime.chain
+        implementations = chain.implementations("before_send")
+        if not implementations:
+            return
+        data = original = await message.body()
+        for impl in implementations:
+            result = await chain.call(impl, "before_send", {"message": message, "data": data})
+            if result is not None:
+                data = result
+        if data is not original:
+            message.set_body(data)
 
     async def deliver_route(self, runtime: Runtime, message: Message, route: Route) -> list[RecipientResult]:
         """``authenticate`` (chain order) then ``deliver`` (the route's plugin); one result per recipient."""

@@ -81,6 +81,20 @@ def authenticate(message: Message, route: Route) -> Credentials | None:
 
 
 @hookspec
+def before_send(message: Message, data: bytes) -> bytes | None:
+    """Change the bytes of a message just before they leave; called on every plugin, in chain order.
+
+    Called by the delivery once per attempt, after ``route`` and before the first ``deliver``,
+    only when the attempt has routes; each plugin gets the bytes the previous one returned.
+    Return new bytes (e.g. with a ``DKIM-Signature`` header prepended) or ``None`` to leave
+    them. The result is what every route of this attempt sends (and what a delivery report
+    quotes); the queue keeps the bytes it stored, so the next attempt starts from those again.
+    Mailpipe's own reports (bounces, alerts) pass here too, although they never pass ``accept``.
+    Raise ``SMTPError`` (4xx) to keep the message waiting: every routed recipient gets that reply.
+    """
+
+
+@hookspec
 def deliver(message: Message, route: Route, credentials: Credentials) -> list[RecipientResult] | None:
     """Carry out the SMTP transaction for a route; called only on the plugin that made the route.
 

@@ -17,6 +17,19 @@ from .sessions import Sessions
 from .settings import Settings
 
 
+@dataclass(frozen=True)
+class LoginCheck:
+    """One login ``pipeline auth test`` tried: whether it worked and what happened, step by step.
+
+    ``login`` names it without secrets (``login:gateway@example.org``); ``steps`` are short
+    secret-free texts in order (token fetched, connected, logged in with which mechanism).
+    """
+
+    login: str
+    ok: bool
+    steps: list[str] = field(default_factory=list)
+
+
 class NoOptions(BaseModel):
     """Options of a plugin that takes none."""
 
@@ -106,6 +119,16 @@ class Plugin:
     def owns(self, route: Route) -> bool:
         """Whether this chain entry made ``route`` (and so delivers it)."""
         return route.plugin == self.instance_name
+
+    def config_warnings(self) -> list[str]:
+        """Called by ``pipeline check`` on the built instance (nothing started): warnings about what the
+        options cannot show (a key file unreadable or too weak, ...); empty when all is well."""
+        return []
+
+    async def test_logins(self) -> list[LoginCheck]:
+        """Called by ``pipeline auth test``: make each login this entry would make (fetch its token, connect,
+        authenticate, QUIT) and send nothing; one ``LoginCheck`` per login, none when it makes no logins."""
+        return []
 
     def take_over(self, old: Plugin) -> None:
         """Called on a new instance that replaces ``old`` (same name and class) at a reload, before

@@ -161,12 +161,73 @@ class Pop3Settings(Strict):
     apop: bool = False
 
 
+class ClientCertificate(Strict):
+    """An OAuth2 client's certificate and private key (PEM): the client proves itself with a signed
+    JWT assertion (RFC 7523) instead of a secret."""
+
+    cert_file: Path
+    key_file: Path
+
+
+OAuth2Flow = Literal["client_credentials", "refresh_token"]
+
+
+class OAuth2Settings(Strict):
+    """``oauth2:`` — where and how mailpipe fetches the OAuth2 access tokens of an XOAUTH2 login itself.
+
+    ``client_credentials`` (RFC 6749 section 4.4; Microsoft 365 app-only): the client's own
+    identity, with ``client_secret`` or ``client_certificate``. ``refresh_token`` (section 6;
+    Gmail, Microsoft delegated): a refresh token from a one-time consent, inline or in
+    ``refresh_token_file`` (a rotated refresh token is written back there). Used by the
+    smarthost's ``auth.oauth2`` and by an account's ``oauth2``.
+    """
+
+    flow: OAuth2Flow
+    token_url: str = Field(description="the token endpoint (https://...)")
+    client_id: str
+    client_secret: SecretStr | None = None
+    client_certificate: ClientCertificate | None = None
+    scope: str | None = Field(None, description="space-separated scopes, e.g. https://outlook.office365.com/.default")
+    refresh_token: SecretStr | None = None
+    refresh_token_file: Path | None = None
+    ca_file: Path | None = Field(None, description="CA certificates for the token endpoint (default: system CAs)")
+
+    @field_validator("token_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.lower().startswith("https://") or len(value) <= len("https://"):
+            raise ValueError(f"expected an https:// URL (the client secret must not travel in clear), got {value!r}")
+        return value
+
+    @field_validator("scope", mode="before")
+    @classmethod
+    def _scopes(cls, value: Any) -> Any:
+        return " ".join(str(v) for v in value) if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OAuth2Settings:
+        if self.client_secret is not None and self.client_certificate is not None:
+            raise ValueError("give client_secret or client_certificate, not both")
+        if self.flow == "client_credentials":
+            if self.client_secret is None and self.client_certificate is None:
+                raise ValueError("flow: client_credentials needs client_secret or client_certificate")
+            if self.refresh_token is not None or self.refresh_token_file is not None:
+                raise ValueError("refresh_token and refresh_token_file are only used with flow: refresh_token")
+            if not self.scope:
+                raise ValueError("flow: client_credentials needs scope (Microsoft 365: "
+                                 "https://outlook.office365.com/.default)")
+        elif (self.refresh_token is None) == (self.refresh_token_file is None):
+            raise ValueError("flow: refresh_token needs exactly one of refresh_token and refresh_token_file")
+        return self
+
+
 class Account(Strict):
-    """An Internet Mail Account: address, login name and password, POP3 server."""
+    """An Internet Mail Account: address, login name and password (or OAuth2), POP3 server."""
 
     address: str
     username: str
-    password: SecretStr
+    password: SecretStr | None = None
+    oauth2: OAuth2Settings | None = Field(None, description="log in with XOAUTH2 and tokens fetched here")
     pop3: Pop3Settings | None = None
 
     @field_validator("address")
@@ -175,6 +236,14 @@ class Account(Strict):
         if "@" not in value:
             raise ValueError(f"expected an email address, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _password_or_oauth2(self) -> Account:
+        if self.password is None and self.oauth2 is None:
+            raise ValueError(f"account {self.address} needs password or oauth2")
+        if self.password is not None and self.oauth2 is not None:
+            raise ValueError(f"account {self.address}: give password or oauth2, not both")
+        return self
 
 
 class LogSettings(Strict):

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import click
 
+from .auth import auth
 from .check import check
+from .dkim import dkim
 from .logs import COMMANDS as LOG_COMMANDS
 from .migrate import migrate
 from .options import config_option
@@ -38,3 +40,5 @@ def main() -> None:
 queue.add_command(migrate)
 for _command in (serve, check, plugins, hash_password, route, queue, *LOG_COMMANDS):
     main.add_command(_command)
+main.add_command(auth)
+main.add_command(dkim)

@@ -23,10 +23,13 @@ def check(ctx: click.Context, as_json: bool) -> None:
 
     runtime, _ = build_runtime(config, make_context(config))
     order = runtime.chain.order()
+    warnings = [f"{p.instance_name}: {text}" for p in runtime.plugins for text in p.config_warnings()]
     if as_json:
         echo_json({"config": config.source, "queue": config.queue.name,
-                   "chain": [p.name for p in config.chain], "hooks": order})
+                   "chain": [p.name for p in config.chain], "hooks": order, "warnings": warnings})
         return
+    for text in warnings:
+        click.echo(f"warning: {text}", err=True)
     click.echo(f"configuration {config.source}: OK")
     click.echo(f"hostname: {config.settings.hostname}")
     click.echo(f"listen: {', '.join(s.address for s in config.settings.listen)}")

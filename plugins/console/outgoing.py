@@ -34,7 +34,7 @@ AUTH_MODES = {"login": "Log on using", "pop-before-smtp": "Wait until logged int
 SEND_VIA = {"smarthost": "Send messages through ISP's mail server",
             "direct": "Send messages direct (DNS lookup of each recipient's domain)",
             "both": "ISP's mail server first (for its domains), direct for the rest"}
-_SECRET_KEYS = ("username", "password", "token", "token_command")
+_SECRET_KEYS = ("username", "password", "token", "token_command", "oauth2")
 
 
 @dataclass

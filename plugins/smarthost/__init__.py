@@ -3,8 +3,10 @@
 Routes every recipient it is offered (or only those of ``domains``) to the
 configured servers, logs in the way the ISP wants (``auth.mode``) and delivers
 over pooled connections. The pieces: ``options`` (config), ``servers``
-(several servers in order), ``auth`` (SMTP AUTH and XOAUTH2 tokens), ``pop3``
-(POP-before-SMTP), ``alerts`` (events that do not repeat for every message).
+(several servers in order), ``auth`` (SMTP AUTH and XOAUTH2 tokens), ``oauth2``
+(OAuth2 tokens mailpipe fetches itself), ``pop3`` (POP-before-SMTP), ``alerts``
+(events that do not repeat for every message), ``basic_auth`` (the replies of a
+server that no longer takes passwords).
 Sessions, their pool and the transaction are the shared outbound stack in
 ``plugins/outbound``.
 """
@@ -19,8 +21,8 @@ from typing import Any
 from mailpipe.core.errors import Reply, TemporaryError
 from mailpipe.core.hookspecs import hookimpl
 from mailpipe.core.message import Credentials, Message, Outcome, RecipientResult, Route
-from mailpipe.core.plugin import Plugin, PluginContext
-from mailpipe.core.settings import Account
+from mailpipe.core.plugin import LoginCheck, Plugin, PluginContext
+from mailpipe.core.settings import Account, OAuth2Settings
 from mailpipe.plugins.outbound.pool import ConnectionPool, PoolKey
 from mailpipe.plugins.outbound.replies import OutboundError
 from mailpipe.plugins.outbound.session import ClientSettings, Login, Session
@@ -29,6 +31,8 @@ from mailpipe.plugins.outbound.transaction import reusable, send
 
 from .alerts import Alerts
 from .auth import LoginFailed, smtp_login
+from .basic_auth import basic_auth_refused
+from .oauth2 import OAuth2Logins, TokenSource, TokenUnavailable, account_label, login_label, pop3_label
 from .options import AuthOptions, SmarthostOptions
 from .pop3 import Pop3LoginFailed, PopLogins, pop3_login
 from .servers import open_first
@@ -56,6 +60,7 @@ class SmarthostPlugin(Plugin):
                                    idle_timeout=opts.idle_timeout, probe_timeout=self.timeout)
         self.pop_logins = PopLogins(opts.auth.pop_login_window, context.clock.now)
         self.alerts = Alerts(context)
+        self.oauth = OAuth2Logins(context, opts.auth, context.settings.accounts, self.alerts, self.timeout)
         self.accounts_problem = opts.accounts_problem(context.settings.accounts)
         self._blocked: dict[tuple[str, ...], _Blocked] = {}
         self._open_locks: dict[tuple[str, ...], asyncio.Lock] = {}
@@ -75,6 +80,7 @@ class SmarthostPlugin(Plugin):
             return
         same_login = old.opts.auth == self.opts.auth and old.opts.server == self.opts.server
         self.alerts.inherit(old.alerts, quiet=same_login)
+        self.oauth.take_over(old.oauth)
         if same_login:
             self._blocked.update(old._blocked)
 
@@ -117,7 +123,8 @@ class SmarthostPlugin(Plugin):
         if auth.mode == "login":
             facts["login"] = auth.username
             if auth.mechanism == "xoauth2":
-                facts["token"] = "from token_command" if auth.token_command else "from config"
+                facts["token"] = (self._oauth_fact(auth.oauth2) if auth.oauth2 else
+                                  "from token_command" if auth.token_command else "from config")
         elif auth.mode == "pop-before-smtp":
             account = self.context.settings.accounts[0] if self.context.settings.accounts else None
             facts["pop3_account"] = self._pop_label(account) if account else "none configured"
@@ -126,9 +133,17 @@ class SmarthostPlugin(Plugin):
             account = self.context.settings.account_for(sender) if sender else None
             facts["login"] = (account.username if account
                               else f"none: no Internet Mail Account for <{sender}>, mail would stay queued")
+            if account is not None and account.oauth2 is not None:
+                facts["mechanism"] = "xoauth2"
+                facts["token"] = self._oauth_fact(account.oauth2)
         if self.accounts_problem:
             facts["problem"] = self.accounts_problem
         return facts
+
+    @staticmethod
+    def _oauth_fact(settings: OAuth2Settings) -> str:
+        """How a login's OAuth2 token is had, for ``pipeline route`` (no secret)."""
+        return f"OAuth2 {settings.flow} from {settings.token_url} (client {settings.client_id})"
 
     @staticmethod
     def _pop_label(account: Account) -> str:
@@ -161,7 +176,7 @@ class SmarthostPlugin(Plugin):
             return Credentials.none()
         if auth.mode == "login":
             assert auth.username is not None
-            return Credentials(auth.username, auth.password, auth.mechanism, auth.token, f"login:{auth.username}")
+            return Credentials(auth.username, auth.password, auth.mechanism, auth.token, login_label(auth))
         if auth.mode == "pop-before-smtp":
             account = self.context.settings.accounts[0]
             await self._pop_login(account)
@@ -175,8 +190,12 @@ class SmarthostPlugin(Plugin):
                              "messages from this sender stay queued", level="warning", sender=sender,
                              message=message.id)
             raise TemporaryError(text, 451, "4.7.1")
-        return Credentials(account.username, account.password, auth.mechanism, None,
-                           f"sender-account:{account.username}")
+        return self._account_credentials(account)
+
+    def _account_credentials(self, account: Account) -> Credentials:
+        """The login of ``account`` in sender-account mode: XOAUTH2 with its own tokens when it has ``oauth2``."""
+        mechanism = "xoauth2" if account.oauth2 is not None else self.opts.auth.mechanism
+        return Credentials(account.username, account.password, mechanism, None, account_label(account))
 
     def _sender_account(self, message: Message, route: Route) -> Account | None:
         """The account a message is sent under in ``sender-account`` mode.
@@ -193,13 +212,20 @@ class SmarthostPlugin(Plugin):
         return first if first is not None and all(o is first for o in owners) else None
 
     async def _pop_login(self, account: Account) -> None:
+        source = self.oauth.source(pop3_label(account))
+
         async def login() -> str:
+            token = await source() if source is not None else None
             return await pop3_login(account, timeout=self.timeout, allow_plaintext=self.opts.allow_plaintext_auth,
-                                    resolve=self.context.resolve_path)
+                                    resolve=self.context.resolve_path, token=token)
 
         try:
             made = await self.pop_logins.ensure(account, login)
+        except TokenUnavailable as exc:
+            raise TemporaryError(f"POP-before-SMTP: {exc.reply.text}", 451, "4.7.0") from None
         except Pop3LoginFailed as exc:
+            if source is not None and exc.refused:
+                source.refused()
             self.alerts.emit("smarthost.pop3_login_failed", account.address.lower(),
                              f"POP-before-SMTP: {exc}; nothing is sent through the smarthost until it succeeds",
                              account=account.address)
@@ -237,17 +263,27 @@ class SmarthostPlugin(Plugin):
 
     async def _open(self, credentials: Credentials) -> Session:
         login: Login | None = None
+        source: TokenSource | None = None
         if credentials.needs_auth:
             token_command = self.opts.auth.token_command if credentials.label.startswith("login:") else None
+            source = self.oauth.source(credentials.label)
             login = functools.partial(smtp_login, credentials=credentials, token_command=token_command,
-                                      allow_plaintext=self.opts.allow_plaintext_auth, timeout=self.timeout)
+                                      token_source=source, allow_plaintext=self.opts.allow_plaintext_auth,
+                                      timeout=self.timeout)
+        try:
+            return await open_first(self.endpoints(), self.session_settings, login=login)
+        except LoginFailed as exc:
+            # A refused OAuth2 token (expired early, revoked): forget it and log in once more with a fresh one.
+            if source is None or not exc.rejected or not source.refused():
+                raise
         return await open_first(self.endpoints(), self.session_settings, login=login)
 
     def _login_failed(self, credentials: Credentials, key: tuple[str, ...], exc: LoginFailed) -> Reply:
         auth = self.opts.auth
         reply = exc.reply
-        if exc.repeated:
+        if exc.repeated or isinstance(exc, TokenUnavailable):
             return reply
+        self._basic_auth_refused(credentials, reply)
         if exc.rejected:
             self._blocked[key] = _Blocked(self.context.clock.now() + auth.login_failure_pause, reply)
         pause = (f"; the same login is not tried again for {auth.login_failure_pause:.0f}s"
@@ -298,8 +334,27 @@ class SmarthostPlugin(Plugin):
             self.pool.release(session, reusable=reusable(results))
         return [self._auth_required(r, credentials) for r in results]
 
+    def _basic_auth_refused(self, credentials: Credentials, reply: Reply) -> bool:
+        """A ``550 5.7.30``-style reply (the server takes no passwords any more): tell the admin to switch to OAuth2."""
+        if credentials.mechanism == "xoauth2" or not basic_auth_refused(reply):
+            return False
+        self.alerts.emit(
+            "smarthost.basic_auth_disabled", credentials.label,
+            f"the smarthost no longer accepts password logins ({reply.text}): switch {credentials.label} to OAuth2 "
+            "(auth.mechanism: xoauth2 with auth.oauth2, or oauth2 on the account; see docs/smarthost.md); "
+            "mail stays queued", login=credentials.username, mode=self.opts.auth.mode)
+        return True
+
     def _auth_required(self, result: RecipientResult, credentials: Credentials) -> RecipientResult:
-        """530 (authentication required) means the auth settings do not fit the ISP: temporary, with an event."""
+        """530 (authentication required) means the auth settings do not fit the ISP: temporary, with an event.
+
+        So does a ``5.7.30``-style refusal of password logins (event ``smarthost.basic_auth_disabled``).
+        """
+        if basic_auth_refused(result.reply) and credentials.mechanism != "xoauth2":
+            self._basic_auth_refused(credentials, result.reply)
+            result.reply = Reply(451, "4.7.0", f"smarthost refuses password logins: {result.reply}")
+            result.outcome = Outcome.TEMPORARY
+            return result
         if result.reply.code != 530:
             return result
         self.alerts.emit(
@@ -310,6 +365,69 @@ class SmarthostPlugin(Plugin):
         reply = Reply(451, "4.7.0", f"smarthost requires authentication: {result.reply}")
         result.reply, result.outcome = reply, Outcome.TEMPORARY
         return result
+
+    # -- checks without mail ------------------------------------------------------------------
+
+    def config_warnings(self) -> list[str]:
+        """Called by ``pipeline check``: OAuth2 files (refresh token, client certificate, CA) unreadable or exposed."""
+        return self.oauth.warnings()
+
+    async def test_logins(self) -> list[LoginCheck]:
+        """Called by ``pipeline auth test``: each login this entry makes, made once (token, connect, AUTH, QUIT).
+
+        Nothing is sent and nothing queued; texts name logins, endpoints and servers, never a secret or token.
+        """
+        if self.accounts_problem:
+            return [LoginCheck(self.instance_name, False, [self.accounts_problem])]
+        auth, accounts = self.opts.auth, self.context.settings.accounts
+        if auth.mode == "none":
+            return [await self._test_login(Credentials.none())]
+        if auth.mode == "login":
+            assert auth.username is not None
+            return [await self._test_login(Credentials(auth.username, auth.password, auth.mechanism, auth.token,
+                                                       login_label(auth)))]
+        if auth.mode == "pop-before-smtp":
+            account = accounts[0]
+            steps = []
+            source = self.oauth.source(pop3_label(account))
+            try:
+                token = await source() if source is not None else None
+                if source is not None:
+                    steps.append(f"token: {self._token_text(source)}")
+                steps.append(await pop3_login(account, timeout=self.timeout, resolve=self.context.resolve_path,
+                                              allow_plaintext=self.opts.allow_plaintext_auth, token=token))
+            except (TokenUnavailable, Pop3LoginFailed) as exc:
+                text = exc.reply.text if isinstance(exc, TokenUnavailable) else str(exc)
+                return [LoginCheck(pop3_label(account), False, [*steps, text])]
+            check = await self._test_login(Credentials.none(label=f"pop-before-smtp:{account.address}"))
+            return [LoginCheck(check.login, check.ok, steps + check.steps)]
+        return [await self._test_login(self._account_credentials(a)) for a in accounts]
+
+    @staticmethod
+    def _token_text(source: TokenSource) -> str:
+        provider = source.provider
+        token = provider.cached()
+        life = f", valid for {token.lifetime:.0f}s" if token is not None else ""
+        return f"OAuth2 access token from {provider.endpoint} ({provider.settings.flow}){life}"
+
+    async def _test_login(self, credentials: Credentials) -> LoginCheck:
+        steps: list[str] = []
+        source = self.oauth.source(credentials.label)
+        if source is not None:
+            try:
+                await source()
+            except TokenUnavailable as exc:
+                return LoginCheck(credentials.label, False, [exc.reply.text])
+            steps.append(f"token: {self._token_text(source)}")
+        try:
+            session = await self._open(credentials)
+        except OutboundError as exc:
+            return LoginCheck(credentials.label, False, [*steps, str(exc.reply)])
+        login = (f"logged in as {credentials.username} with {session.mechanism.upper()}" if session.mechanism
+                 else "no login")
+        steps.append(f"connected to {session.peer} ({'TLS' if session.tls else 'no TLS'}, {login}); nothing sent")
+        await session.quit()
+        return LoginCheck(credentials.label, True, steps)
 
     @hookimpl
     async def shutdown(self) -> None:

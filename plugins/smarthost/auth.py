@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import shlex
+from collections.abc import Awaitable, Callable
 
 import aiosmtplib
 
@@ -121,6 +122,7 @@ async def fetch_token(command: list[str] | str, timeout: float) -> str:
 async def smtp_login(
     client: aiosmtplib.SMTP, credentials: Credentials, *, host: str, allow_plaintext: bool,
     token_command: list[str] | str | None = None, timeout: float = 60.0,
+    token_source: Callable[[], Awaitable[str]] | None = None,
 ) -> str:
     """AUTH on a connected client (after EHLO/STARTTLS); return the mechanism used.
 
@@ -128,7 +130,8 @@ async def smtp_login(
     unless ``allow_plaintext``. Tries exactly one mechanism (a wrong password
     is not retried with another mechanism, so one mistake is one failed login
     at the ISP), except that a server answering 504 "unrecognized mechanism"
-    to one it offered gets the next. Raises ``LoginFailed``.
+    to one it offered gets the next. Raises ``LoginFailed``. An XOAUTH2 token comes from
+    ``credentials.token``, else ``token_source`` (OAuth2 tokens mailpipe fetches), else ``token_command``.
     """
     user = credentials.username or ""
     who = f"smarthost login as {user} at {host}"
@@ -141,7 +144,7 @@ async def smtp_login(
         hint = "" if is_encrypted(client) else " (some servers offer AUTH only after STARTTLS)"
         raise LoginFailed(Reply(451, "4.7.0", f"{who} impossible: the server offers no AUTH{hint}"), rejected=False)
     token = credentials.token.get_secret_value() if credentials.token is not None else None
-    has_token = token is not None or token_command is not None
+    has_token = token is not None or token_command is not None or token_source is not None
     wanted = credentials.mechanism or "auto"
     candidates: list[str] = []
     first = choose_mechanism(wanted, offered, has_token=has_token)
@@ -153,7 +156,9 @@ async def smtp_login(
     candidates.append(first)
     if wanted == "auto":
         candidates += [m for m in AUTO_ORDER if m in offered and m not in candidates]
-    if first == "xoauth2" and token is None and token_command is not None:
+    if first == "xoauth2" and token is None and token_source is not None:
+        token = await token_source()
+    elif first == "xoauth2" and token is None and token_command is not None:
         token = await fetch_token(token_command, timeout)
     secrets = secrets_of(credentials, token)
     for mechanism in candidates:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from mailpipe.core.settings import Account, Duration, Settings, Strict, split_host_port
+from mailpipe.core.settings import Account, Duration, OAuth2Settings, Settings, Strict, split_host_port
 
 AuthMode = Literal["none", "login", "pop-before-smtp", "sender-account"]
 Mechanism = Literal["auto", "plain", "login", "cram-md5", "xoauth2"]
@@ -37,6 +37,7 @@ class AuthOptions(Strict):
     token_command: list[str] | str | None = Field(
         None, description="xoauth2: a command that prints an access token (list: argv; string: run by /bin/sh)"
     )
+    oauth2: OAuth2Settings | None = Field(None, description="xoauth2: fetch access tokens from this OAuth2 client")
     pop_login_window: Duration = Field(600.0, description="pop-before-smtp: log in again when older than this")
     login_failure_pause: Duration = Field(
         300.0, description="after a rejected login, do not try the same login again for this long"
@@ -51,28 +52,31 @@ class AuthOptions(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> AuthOptions:
-        has_secret = self.password is not None or self.token is not None or self.token_command is not None
+        token_sources = [x for x in (self.token, self.token_command, self.oauth2) if x is not None]
+        has_secret = self.password is not None or bool(token_sources)
         if self.mode == "login":
             if not self.username:
                 raise ValueError("mode: login needs username (the account name the ISP gave you)")
             if self.mechanism == "xoauth2":
-                if (self.token is None) == (self.token_command is None):
-                    raise ValueError("mechanism: xoauth2 needs exactly one of token or token_command")
+                if len(token_sources) != 1:
+                    raise ValueError("mechanism: xoauth2 needs exactly one of token or token_command, or oauth2 "
+                                     "(tokens mailpipe fetches itself)")
                 if self.password is not None:
-                    raise ValueError("mechanism: xoauth2 uses token or token_command, not password")
+                    raise ValueError("mechanism: xoauth2 uses token, token_command or oauth2, not password")
             else:
                 if self.password is None:
                     raise ValueError(f"mode: login with mechanism: {self.mechanism} needs password")
-                if self.token is not None or self.token_command is not None:
-                    raise ValueError("token and token_command are only used with mechanism: xoauth2")
+                if token_sources:
+                    raise ValueError("token, token_command and oauth2 are only used with mechanism: xoauth2")
         else:
             if self.username is not None or has_secret:
                 raise ValueError(
-                    f"username, password, token and token_command are only used with mode: login "
-                    f"(mode: {self.mode} takes the login from accounts)"
+                    f"username, password, token, token_command and oauth2 are only used with mode: login "
+                    f"(mode: {self.mode} takes the login from accounts; give an account oauth2: there)"
                 )
             if self.mechanism == "xoauth2":
-                raise ValueError("mechanism: xoauth2 is only available with mode: login")
+                raise ValueError("mechanism: xoauth2 is only available with mode: login (with sender-account, an "
+                                 "account with oauth2: logs in with XOAUTH2 by itself)")
         if self.pop_login_window <= 0:
             raise ValueError("pop_login_window must be longer than 0s")
         return self
