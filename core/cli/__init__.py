@@ -17,6 +17,7 @@ from __future__ import annotations
 import click
 
 from .check import check
+from .collect import collect
 from .logs import COMMANDS as LOG_COMMANDS
 from .options import config_option
 from .passwords import hash_password
@@ -34,5 +35,5 @@ def main() -> None:
     """mailpipe: a plugin-based outbound mail gateway."""
 
 
-for _command in (serve, check, plugins, hash_password, route, queue, *LOG_COMMANDS):
+for _command in (serve, check, plugins, hash_password, route, queue, collect, *LOG_COMMANDS):
     main.add_command(_command)

@@ -1,100 +1,27 @@
 """POP3 login for POP-before-SMTP ("Wait until logged into Internet Mail Account").
 
-``pop3_login`` logs into an Internet Mail Account's POP3 server (USER/PASS or
-APOP; plain, STLS or POP3S) and logs out again, in a worker thread (Python's
-``poplib`` is blocking). ``PopLogins`` remembers when each account last logged
-in and logs in again when that is older than the window, one login at a time
-per account however many messages wait.
+``pop3_login`` logs into an Internet Mail Account's POP3 server (USER/PASS, APOP or
+XOAUTH2; plain, STLS or POP3S) and logs out again, with the core's POP3 client
+(``mailpipe.core.pop3``, which collection uses too). ``PopLogins`` remembers when each
+account last logged in and logs in again when that is older than the window, one login
+at a time per account however many messages wait.
 """
 
 from __future__ import annotations
 
 import asyncio
-import poplib
-import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from mailpipe.core.pop3 import Pop3Error, default_port
+from mailpipe.core.pop3 import pop3_login as login_and_quit
 from mailpipe.core.settings import Account
 
-from ..outbound.tls import client_context
+__all__ = ["Pop3LoginFailed", "PopLogins", "default_port", "pop3_login"]
 
 
 class Pop3LoginFailed(Exception):
     """The POP3 login did not succeed; the text says at which step and never shows the password."""
-
-
-def default_port(tls: str) -> int:
-    """995 for POP3S (implicit TLS), 110 otherwise."""
-    return 995 if tls == "implicit" else 110
-
-
-def _describe(account: Account) -> str:
-    pop = account.pop3
-    assert pop is not None
-    return f"POP3 login as {account.username} at {pop.server}:{pop.port or default_port(pop.tls)}"
-
-
-def _login_blocking(
-    account: Account, timeout: float, allow_plaintext: bool, base_dir_resolve: Callable[[Path], Path]
-) -> str:
-    pop = account.pop3
-    assert pop is not None
-    port = pop.port or default_port(pop.tls)
-    who = _describe(account)
-    password = account.password.get_secret_value()
-    ctx = None
-    if pop.tls != "none":
-        ca = base_dir_resolve(pop.ca_file) if pop.ca_file else None
-        ctx = client_context(verify=pop.verify, ca_file=ca)
-    step = "connect"
-    conn: poplib.POP3 | None = None
-    try:
-        if pop.tls == "implicit":
-            conn = poplib.POP3_SSL(pop.server, port, timeout=timeout, context=ctx)
-        else:
-            conn = poplib.POP3(pop.server, port, timeout=timeout)
-        if pop.tls == "starttls":
-            step = "STLS"
-            conn.stls(ctx)
-        if pop.apop:
-            step = "APOP"
-            conn.apop(account.username, password)
-        else:
-            if pop.tls == "none" and not allow_plaintext:
-                raise Pop3LoginFailed(f"{who} refused: USER/PASS without TLS would send the password in clear "
-                                      "and allow_plaintext_auth is not set")
-            step = "USER"
-            conn.user(account.username)
-            step = "PASS"
-            conn.pass_(password)
-        step = "QUIT"
-        conn.quit()
-        conn = None
-        return f"{who} succeeded ({'APOP' if pop.apop else 'USER/PASS'}, tls: {pop.tls})"
-    except Pop3LoginFailed:
-        raise
-    except poplib.error_proto as exc:
-        text = _text(exc).replace(password, "***")
-        raise Pop3LoginFailed(f"{who} failed at {step}: the server said {text}") from None
-    except TimeoutError:
-        raise Pop3LoginFailed(f"{who} failed at {step}: no answer within {timeout:.0f}s") from None
-    except ssl.SSLError as exc:
-        raise Pop3LoginFailed(f"{who} failed at {step}: TLS error: {exc.reason or exc}") from None
-    except OSError as exc:
-        raise Pop3LoginFailed(f"{who} failed at {step}: {exc.strerror or exc}") from None
-    finally:
-        if conn is not None:
-            try:
-                conn.close()
-            except OSError:
-                pass
-
-
-def _text(exc: poplib.error_proto) -> str:
-    arg = exc.args[0] if exc.args else b""
-    text = arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
-    return " ".join(text.split())[:300]
 
 
 async def pop3_login(account: Account, *, timeout: float, allow_plaintext: bool,
@@ -102,7 +29,10 @@ async def pop3_login(account: Account, *, timeout: float, allow_plaintext: bool,
     """Log into ``account``'s POP3 server and out again; return a description; raise ``Pop3LoginFailed``."""
     if account.pop3 is None:
         raise Pop3LoginFailed(f"account {account.address} has no pop3 settings")
-    return await asyncio.to_thread(_login_blocking, account, timeout, allow_plaintext, resolve)
+    try:
+        return await login_and_quit(account, timeout=timeout, allow_plaintext=allow_plaintext, resolve=resolve)
+    except Pop3Error as exc:
+        raise Pop3LoginFailed(str(exc)) from None
 
 
 class PopLogins:

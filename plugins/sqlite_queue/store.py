@@ -31,13 +31,14 @@ from mailpipe.core.queue import (
 )
 
 from . import admin, delivery, logs
+from .collected import CollectedMail
 from .connection import connect, translate
 from .worker import DbWorker
 
 __all__ = ["SqliteQueue"]
 
 
-class SqliteQueue(QueueBackend):
+class SqliteQueue(CollectedMail, QueueBackend):
     """The embedded queue. All SQL runs on one worker thread; writes are group-committed.
 
     Made by the ``sqlite`` plugin's ``open_queue``; ``history_days`` is how long ``prune``
