@@ -4,7 +4,8 @@
 listeners and starts delivering; ``run()`` serves until SIGTERM or SIGINT and then stops
 cleanly (SIGHUP reloads the configuration). The gateway hands each part only the
 collaborators it needs (see docs/architecture.md): the intake gets ``IntakeServices``,
-the scheduler the runtime holder, the delivery queue and a ``Delivery``; plugins get a
+the scheduler the runtime holder, the delivery queue and a ``Delivery``; the POP3 collector
+(``core/collect``) the intake's services and the queue (its ``CollectionLedger``); plugins get a
 ``PluginContext`` whose ``control`` is this gateway (the ``Control`` protocol).
 """
 
@@ -16,6 +17,8 @@ import signal
 
 from . import control
 from .clock import Clock, SystemClock
+from .collect.service import Collector
+from .collect.status import MailboxStatus
 from .config import LoadedConfig
 from .delivery import Delivery
 from .events import Event, Events
@@ -45,6 +48,7 @@ class Gateway:
         self._scheduler: Scheduler | None = None
         self._reloader: Reloader | None = None
         self.intake: Intake | None = None
+        self.collector: Collector | None = None
         self._control: asyncio.DatagramTransport | None = None
         self._stop = asyncio.Event()
 
@@ -80,6 +84,14 @@ class Gateway:
         if self._scheduler is not None:
             self._scheduler.wake(force=force)
 
+    def collections(self) -> list[MailboxStatus]:
+        """Each collecting account's status (the console's Internet Mail Accounts); empty before ``open``."""
+        return self.collector.statuses() if self.collector is not None else []
+
+    def collect_now(self, account: str | None = None) -> int:
+        """Start collecting ``account`` (address or username; all for None) now; how many accounts matched."""
+        return self.collector.collect_now(account) if self.collector is not None else 0
+
     async def reload(self, config: LoadedConfig | None = None) -> ReloadResult:
         """Apply a new configuration (default: the config file again) without dropping mail; see ``reload.py``."""
         if self._reloader is None:
@@ -102,6 +114,7 @@ class Gateway:
         self._reloader = Reloader(runtimes, self.events, restart_intake=self._restart_intake,
                                   inflight=lambda: list(self.scheduler.inflight.values()), wake=self.wake)
         self.intake = self._new_intake()
+        self.collector = Collector(self.intake.services, queue, resolve=context.resolve_path)
         await runtime.chain.each("startup", context=context)
 
     def _new_intake(self) -> Intake:
@@ -150,6 +163,8 @@ class Gateway:
         await self.intake.start()
         self._control = await control.listen(self.config.settings.state_dir, lambda: self.wake(force=True))
         self.scheduler.start()
+        assert self.collector is not None
+        self.collector.start()
         runtime = self.runtime
         self.events.emit(
             "gateway.started",
@@ -165,6 +180,8 @@ class Gateway:
             await self.intake.stop()
         if self._control is not None:
             self._control.close()
+        if self.collector is not None:
+            await self.collector.stop()
         await self.scheduler.stop(self.runtime.settings.delivery.shutdown_grace)
         self.events.emit("gateway.stopped", "mailpipe stopped")
         await self.close()

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from .clock import Clock, SystemClock
+from .collect.status import MailboxStatus
 from .events import Events
 from .message import Route
 from .queue import QueueBackend
@@ -59,6 +60,15 @@ class Control(Protocol):
 
     async def reload(self) -> Any:
         """Read the configuration file again and apply it (see ``core/reload.py``); ConfigError if refused."""
+        ...
+
+    def collections(self) -> list[MailboxStatus]:
+        """Each account that collects mail from a POP3 mailbox, and how its collections went (``core/collect``)."""
+        ...
+
+    def collect_now(self, account: str | None = None) -> int:
+        """Start collecting ``account`` (address or username; every collecting account for None) at once;
+        returns how many accounts that is."""
         ...
 
 

@@ -9,8 +9,11 @@ A backend has two faces, implemented by one object (``QueueBackend``):
   ``release_hold``, ``delete``, ``retry_now``, ``add_event``, ``events``, ``attempts``,
   ``stats``, ``prune``.
 
-A backend may also offer the optional ``KeyValueStore`` face: small durable values that
-plugins keep beside the queue (``kv_get``, ``kv_put``, ``kv_delete``, ``kv_items``).
+A backend may also offer optional faces: ``KeyValueStore`` (small durable values that plugins
+keep beside the queue: ``kv_get``, ``kv_put``, ``kv_delete``, ``kv_items``), ``QueueTransfer``
+(``pipeline queue migrate``) and ``CollectionLedger`` (the UIDL bookkeeping of mail collected from
+POP3 mailboxes, ``core/collect``, in the same transactions as the messages; a backend without it
+cannot collect).
 
 A backend holds no delivery policy: the core decides each recipient's new state
 (``RecipientUpdate``) and the backend persists it. The promises every backend keeps
@@ -274,6 +277,38 @@ class QueueAdmin(ABC):
         Called at start and then hourly, so the logs cannot fill a disk. Returns how many rows
         of each kind were removed.
         """
+
+
+class CollectionLedger(ABC):
+    """Optional face: which messages of which POP3 mailbox were collected, kept with the messages.
+
+    ``source`` names one mailbox (``user@server:port``), ``uidl`` one message in it (the
+    server's unique id). A mark is written in the same transaction as the message it
+    stands for, so after any crash a message is either queued and marked, or neither:
+    collected again, never lost and never queued twice. Called by the collector only.
+    """
+
+    @abstractmethod
+    async def store_collected(self, message: Message, data: bytes, source: str, uidl: str, now: float) -> bool:
+        """Commit a collected message and its mark in one transaction, as durably as ``store``.
+
+        Returns False, storing nothing, when the mark is already there (the message was
+        collected before, maybe by another process). Recipients whose state is ``held``
+        are stored held (a loop suspect waits for an administrator). Raises ``QueueFull``
+        or ``QueueError`` like ``store``.
+        """
+
+    @abstractmethod
+    async def mark_collected(self, source: str, uidl: str, now: float, note: str = "") -> bool:
+        """Mark a message as dealt with without queueing it (refused by ``accept``); False if already marked."""
+
+    @abstractmethod
+    async def collected(self, source: str) -> dict[str, float]:
+        """The marks of one mailbox: uidl -> when it was collected."""
+
+    @abstractmethod
+    async def forget_collected(self, source: str, uidls: list[str]) -> int:
+        """Drop marks of messages that are no longer on the server; how many went."""
 
 
 class QueueBackend(DeliveryQueue, QueueAdmin):

@@ -151,7 +151,12 @@ class DeliverySettings(Strict):
 
 
 class Pop3Settings(Strict):
-    """The POP3 server of an Internet Mail Account (for POP-before-SMTP)."""
+    """The POP3 server of an Internet Mail Account (for POP-before-SMTP and for collecting mail).
+
+    The login is USER/PASS, or APOP (``apop: true``), or SASL XOAUTH2 (``xoauth2: true``,
+    the access token printed by ``token_command``). USER/PASS without TLS is refused for
+    collection unless ``allow_plaintext_auth`` is set.
+    """
 
     server: str
     port: int | None = Field(None, ge=1, le=65535)
@@ -159,6 +164,67 @@ class Pop3Settings(Strict):
     ca_file: Path | None = None
     verify: bool = True
     apop: bool = False
+    xoauth2: bool = False
+    token_command: list[str] | str | None = Field(
+        None, description="xoauth2: a command that prints a fresh access token (default: the account's password)")
+    allow_plaintext_auth: bool = False
+
+    @model_validator(mode="after")
+    def _one_mechanism(self) -> Pop3Settings:
+        if self.apop and self.xoauth2:
+            raise ValueError("apop and xoauth2 are two different logins: choose one")
+        if self.token_command is not None and not self.xoauth2:
+            raise ValueError("token_command is only used with xoauth2: true")
+        return self
+
+
+class DistributeSettings(Strict):
+    """Multidrop: one ISP mailbox for several people; recipients are read from header fields."""
+
+    headers: list[str] = Field(
+        default_factory=lambda: ["Delivered-To", "X-Original-To", "Envelope-To", "To", "Cc"],
+        description="header fields whose addresses are recipients (only those of ``domains``)")
+    domains: list[str] = Field(min_length=1, description="the office's own domains: only their addresses count")
+    default: str = Field(description="the recipient of a message none of whose addresses matched")
+
+    @field_validator("domains")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [d.strip().lower().lstrip("@") for d in value]
+
+    @field_validator("default")
+    @classmethod
+    def _default(cls, value: str) -> str:
+        if "@" not in value:
+            raise ValueError(f"expected an email address, got {value!r}")
+        return value
+
+
+class CollectSettings(Strict):
+    """Collecting an account's mailbox into the queue (``accounts[].collect``; see docs/collect.md).
+
+    ``every``: how often (default 5m; when ``delivery.send_immediately`` is false and
+    ``every`` is not given, at the ``delivery.schedule`` windows). Exactly one of
+    ``deliver_to`` (every message to one internal address) and ``distribute`` (multidrop).
+    """
+
+    every: Duration | None = Field(None, gt=0)
+    leave_on_server: bool = False
+    delete_after: Duration | None = Field(None, gt=0, description="with leave_on_server: remove after this long")
+    max_size: Size = 25 * 1024 * 1024
+    deliver_to: str | None = None
+    distribute: DistributeSettings | None = None
+    max_hops: int = Field(30, ge=1, description="a message with more Received fields is a loop: held, not sent")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> CollectSettings:
+        if (self.deliver_to is None) == (self.distribute is None):
+            raise ValueError("give exactly one of deliver_to (one internal recipient) or distribute (multidrop)")
+        if self.deliver_to is not None and "@" not in self.deliver_to:
+            raise ValueError(f"deliver_to: expected an email address, got {self.deliver_to!r}")
+        if self.delete_after is not None and not self.leave_on_server:
+            raise ValueError("delete_after needs leave_on_server: true (otherwise mail is removed once collected)")
+        return self
 
 
 class ClientCertificate(Strict):
@@ -222,13 +288,14 @@ class OAuth2Settings(Strict):
 
 
 class Account(Strict):
-    """An Internet Mail Account: address, login name and password (or OAuth2), POP3 server."""
+    """An Internet Mail Account: address, login name and password (or OAuth2), POP3 server, what to collect."""
 
     address: str
     username: str
     password: SecretStr | None = None
     oauth2: OAuth2Settings | None = Field(None, description="log in with XOAUTH2 and tokens fetched here")
     pop3: Pop3Settings | None = None
+    collect: CollectSettings | None = None
 
     @field_validator("address")
     @classmethod
@@ -243,6 +310,17 @@ class Account(Strict):
             raise ValueError(f"account {self.address} needs password or oauth2")
         if self.password is not None and self.oauth2 is not None:
             raise ValueError(f"account {self.address}: give password or oauth2, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _collect_needs_pop3(self) -> Account:
+        if self.collect is not None and self.pop3 is None:
+            raise ValueError("collect needs pop3: {server: ...} to know where the mailbox is")
+        if self.collect is not None and self.pop3 is not None:
+            pop = self.pop3
+            if pop.tls == "none" and not pop.apop and not pop.allow_plaintext_auth:
+                raise ValueError("collect with pop3.tls: none would send the password (or token) in clear; use "
+                                 "tls: starttls or implicit, apop: true, or set pop3.allow_plaintext_auth: true")
         return self
 
 
@@ -306,6 +384,14 @@ class Settings(Strict):
             else:
                 raise ValueError("each chain entry is one plugin name, optionally with its options")
         return out
+
+    @field_validator("accounts")
+    @classmethod
+    def _unique_collectors(cls, value: list[Account]) -> list[Account]:
+        seen = [a.address.lower() for a in value if a.collect is not None]
+        for dup in sorted({a for a in seen if seen.count(a) > 1}):
+            raise ValueError(f"account {dup} collects more than once: give each mailbox one entry")
+        return value
 
     def account_for(self, address: str) -> Account | None:
         """The Internet Mail Account whose address is ``address`` (case-insensitive)."""

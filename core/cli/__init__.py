@@ -18,6 +18,7 @@ import click
 
 from .auth import auth
 from .check import check
+from .collect import collect
 from .dkim import dkim
 from .logs import COMMANDS as LOG_COMMANDS
 from .migrate import migrate
@@ -38,7 +39,7 @@ def main() -> None:
 
 
 queue.add_command(migrate)
-for _command in (serve, check, plugins, hash_password, route, queue, *LOG_COMMANDS):
+for _command in (serve, check, plugins, hash_password, route, queue, collect, *LOG_COMMANDS):
     main.add_command(_command)
 main.add_command(auth)
 main.add_command(dkim)

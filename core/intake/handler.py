@@ -3,66 +3,27 @@
 - EHLO: adds PIPELINING to aiosmtpd's SIZE, 8BITMIME, SMTPUTF8, STARTTLS, AUTH.
 - RCPT: relay control. Clients in ``relay.networks`` or logged in may relay;
   anyone else gets ``554 5.7.1``. At most ``intake.max_recipients``.
-- DATA: line ends made canonical, every plugin's ``accept`` hook, a Received
-  header, then the durable commit; ``250`` only once the queue has the message
-  on stable storage.
+- DATA: line ends made canonical, then ``admit.py`` (shared with the POP3
+  collector): every plugin's ``accept`` hook, a Received header, the durable
+  commit; ``250`` only once the queue has the message on stable storage.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..clock import Clock
-from ..errors import Reply, SMTPError
-from ..events import Events
 from ..ids import new_queue_id
 from ..message import Message, Recipient, SessionInfo
-from ..queue import DeliveryQueue, QueueError, QueueFull
-from ..runtime import RuntimeHolder
-from ..sessions import Sessions
+from .admit import admit
 from .normalise import normalise_line_ends
 from .received import received_header
+from .services import IntakeServices, Outage
+
+__all__ = ["IntakeHandler", "IntakeServices", "Outage"]
 
 log = logging.getLogger("mailpipe.intake")
-
-
-class Outage:
-    """Whether the queue refused the last store: one event when an outage begins, one when it ends."""
-
-    def __init__(self) -> None:
-        self.down = False
-
-    def began(self) -> bool:
-        """A store failed; True if the queue was working until now."""
-        first, self.down = not self.down, True
-        return first
-
-    def ended(self) -> bool:
-        """A store worked; True if the queue was down until now."""
-        was, self.down = self.down, False
-        return was
-
-
-@dataclass(frozen=True)
-class IntakeServices:
-    """What the intake needs from the gateway, and nothing else.
-
-    ``runtimes`` gives the settings and chain in force (read per message, so a reload
-    applies to the next message); ``stored`` is told of each committed message (the
-    scheduler delivers it now if it may).
-    """
-
-    runtimes: RuntimeHolder
-    queue: DeliveryQueue
-    events: Events
-    clock: Clock
-    sessions: Sessions
-    stored: Callable[[Message], None]
-    outage: Outage = field(default_factory=Outage)
 
 
 def _addr(address: str) -> str:
@@ -156,35 +117,6 @@ class IntakeHandler:
             session=info,
             mail_options=list(envelope.mail_options),
         )
-        message.set_body(data)
-        try:
-            for result in await runtime.chain.each("accept", message=message, session=info):
-                if isinstance(result, Reply) and result.code >= 400:
-                    raise SMTPError(result.code, result.enhanced, result.text)
-        except SMTPError as exc:
-            log.info("message from %s refused by accept: %s", info.peer, exc.reply)
-            return str(exc.reply)
         header = received_header(info, runtime.settings.hostname, queue_id, envelope.rcpt_tos, now,
                                  esmtp=bool(session.extended_smtp))
-        extra = b"".join(f"{n}: {v}\r\n".encode("utf-8", "surrogateescape") for n, v in message.added_headers)
-        stored = header + extra + data
-        message.set_body(None)
-        message.size = len(stored)
-        try:
-            await services.queue.store(message, stored)
-        except QueueFull as exc:
-            services.events.emit("queue.full", str(exc), level="error")
-            return "452 4.3.1 Insufficient system storage"
-        except QueueError as exc:
-            if services.outage.began():  # one event per outage, not one per refused message
-                services.events.emit("queue.error", f"{exc}; messages are refused with 451 until it works again",
-                                     level="error")
-            else:
-                log.info("message from %s refused: the queue is unavailable", info.peer)
-            return "451 4.3.0 Queue unavailable, try again later"
-        if services.outage.ended():
-            services.events.emit("queue.available", "the queue takes messages again")
-        log.info("%s: accepted from %s <%s> for %d recipient(s), %d bytes", queue_id, info.peer,
-                 message.sender, len(message.recipients), message.size)
-        services.stored(message)
-        return f"250 2.0.0 Ok: queued as {queue_id}"
+        return str((await admit(services, runtime, message, data, header)).reply)

@@ -35,3 +35,22 @@ def received_header(
 def _clean(text: str) -> str:
     """Keep a client-chosen word from breaking the header (no spaces, controls or parentheses)."""
     return "".join(c for c in text if c.isprintable() and c not in " ()<>;\\\"")[:255] or "unknown"
+
+
+def collected_header(*, server: str, addr: str, tls: bool, mailbox: str, hostname: str, queue_id: str,
+                     recipients: list[str], now: float) -> bytes:
+    """The Received: header of a message collected from a POP3 mailbox (written by the collector).
+
+    ``Received: from SERVER ([addr]) by HOST (mailpipe) with POP3[S] id ID (mailbox ADDRESS) for <rcpt>; date``:
+    the POP3 server it came from, and the mailbox, which is also the collector's loop mark.
+    """
+    literal = f"IPv6:{addr}" if ":" in addr else addr
+    lines = [f"Received: from {_clean(server)} ([{literal}])",
+             f"\tby {hostname} (mailpipe) with POP3{'S' if tls else ''} id {queue_id}",
+             f"\t(mailbox {_clean(mailbox)})"]
+    if len(recipients) == 1:
+        lines.append(f"\tfor <{_clean(recipients[0])}>;")
+    else:
+        lines[-1] += ";"
+    lines.append(f"\t{format_datetime(datetime.fromtimestamp(now, UTC))}")
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")

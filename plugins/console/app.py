@@ -1,5 +1,5 @@
 """The console's Starlette application: login, Queues, Message Log, Event Log, Sessions, Statistics,
-Outgoing Mail. Server-rendered Jinja2 pages; one small static script refreshes the live parts.
+Outgoing Mail, Internet Mail Accounts. Server-rendered Jinja2 pages; one small static script refreshes the live parts.
 """
 
 from __future__ import annotations
@@ -153,6 +153,8 @@ class Console:
             Route("/outgoing", p(self.outgoing)),
             Route("/outgoing/save", p(self.outgoing_save, post=True), methods=["POST"]),
             Route("/outgoing/undo", p(self.outgoing_undo, post=True), methods=["POST"]),
+            Route("/accounts", p(self.accounts)),
+            Route("/accounts/collect", p(self.collect_now, post=True), methods=["POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
 
@@ -387,3 +389,20 @@ class Console:
         session.flash = "Undone: the previously saved settings are back in effect." if done else "Nothing to undo."
         return self.redirect("/outgoing")
 
+
+    # -- internet mail accounts --------------------------------------------------------------
+
+    async def accounts(self, request: Request, session: Any) -> Response:
+        """Each collecting account (last collection, counts, problem, next run) and the recent ``collect.`` events."""
+        events = await self.queue.events(limit=50, kind="collect")
+        return self.render(request, "accounts.html", session, accounts=self.control.collections(),
+                           events=list(reversed(events)))
+
+    async def collect_now(self, request: Request, session: Any) -> Response:
+        """"Collect now": one account (form field ``account``) or all of them, started at once."""
+        form = await request.form()
+        account = str(form.get("account") or "") or None
+        n = self.control.collect_now(account)
+        self.plugin.log.info("console: collect now (%s) by %s", account or "all accounts", session.user)
+        session.flash = f"Collecting {account or 'every account'} now." if n else f"No account {account} collects mail."
+        return self.redirect("/accounts")

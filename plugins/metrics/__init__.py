@@ -11,7 +11,11 @@ queue and the session table at each scrape. Metric names:
 - ``mailpipe_attempt_duration_seconds``: one delivery attempt of a route (histogram);
 - ``mailpipe_queue_messages``, ``mailpipe_queue_recipients{state}``, ``mailpipe_queue_oldest_age_seconds``;
 - ``mailpipe_sessions{direction}``: SMTP sessions in progress, ``in`` (intake) and ``out`` (delivery);
-- ``mailpipe_events_total{kind,level}``: warning and error events (logins failing, DNS failing, queue full).
+- ``mailpipe_events_total{kind,level}``: warning and error events (logins failing, DNS failing, queue full);
+- ``mailpipe_collected_messages_total{account}``: messages collected from an ISP's POP3 mailbox (they are
+  counted by ``mailpipe_messages_accepted_total`` too: they pass the same ``accept`` stages);
+- ``mailpipe_collect_skipped_total{account,reason}``: messages collection did not queue (``too_large``:
+  left on the server; ``refused``: by an ``accept`` stage).
 
 The ``route`` label is the route's kind and next hop for the smarthost
 (``smarthost:smtp.isp.example:587``) but only ``direct`` for direct delivery,
@@ -34,6 +38,7 @@ from mailpipe.core.plugin import Plugin, PluginContext
 from mailpipe.core.settings import Strict, split_host_port
 from mailpipe.plugins.asgi_server import AppServer
 
+SKIPPED = {"collect.too_large": "too_large", "collect.refused": "refused"}
 OUTCOMES = {"message.delivered": "delivered", "message.deferred": "deferred", "message.bounced": "bounced",
             "message.dropped": "dropped"}
 LATENCY_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 5 * 86400)
@@ -79,6 +84,10 @@ class MetricsPlugin(Plugin):
         self.attempt = Histogram("mailpipe_attempt_duration_seconds", "One delivery attempt of a route",
                                  buckets=ATTEMPT_BUCKETS, registry=r)
         self.events = Counter("mailpipe_events", "Warning and error events", ["kind", "level"], registry=r)
+        self.collected = Counter("mailpipe_collected_messages", "Messages collected from POP3 mailboxes",
+                                 ["account"], registry=r)
+        self.collect_skipped = Counter("mailpipe_collect_skipped", "Messages collection left or refused",
+                                       ["account", "reason"], registry=r)
         self.depth = Gauge("mailpipe_queue_messages", "Messages in the queue", registry=r)
         self.waiting = Gauge("mailpipe_queue_recipients", "Queued recipients by state", ["state"], registry=r)
         self.oldest = Gauge("mailpipe_queue_oldest_age_seconds", "Age of the oldest queued message", registry=r)
@@ -117,6 +126,10 @@ class MetricsPlugin(Plugin):
         elif event.kind == "delivery.attempt":  # one per attempt of a route, whatever its recipients' outcomes
             if isinstance(data.get("duration"), int | float):
                 self.attempt.observe(max(0.0, data["duration"]))
+        elif event.kind == "collect.message":
+            self.collected.labels(str(data.get("account", ""))).inc()
+        elif event.kind in SKIPPED:
+            self.collect_skipped.labels(str(data.get("account", "")), SKIPPED[event.kind]).inc()
         elif event.kind == "message.expired":
             self.recipients.labels("expired").inc(len(data.get("recipients") or []) or 1)
         if event.level in ("warning", "error"):

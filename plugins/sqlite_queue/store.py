@@ -31,6 +31,7 @@ from mailpipe.core.queue import (
 )
 
 from . import admin, delivery, logs
+from .collected import CollectedMail
 from .connection import connect, translate
 from .kv import SqliteKeyValue
 from .transfer import SqliteTransfer
@@ -39,7 +40,7 @@ from .worker import DbWorker
 __all__ = ["SqliteQueue"]
 
 
-class SqliteQueue(SqliteKeyValue, SqliteTransfer, QueueBackend):
+class SqliteQueue(CollectedMail, SqliteKeyValue, SqliteTransfer, QueueBackend):
     """The embedded queue. All SQL runs on one worker thread; writes are group-committed.
 
     Made by the ``sqlite`` plugin's ``open_queue``; ``history_days`` is how long ``prune``
