@@ -19,7 +19,7 @@ from tests.core.helpers import RawClient
 from tests.peers.dnsmasq import DnsmasqPeer
 from tests.peers.net import free_port
 from tests.peers.sink import RecordingSink
-from tests.support.harness import Harness
+from tests.peers.harness import Harness
 
 from .conftest import Keys
 from .verifiers import opendkim_verify, perl_verify, txt_records

@@ -11,7 +11,7 @@ from tests.peers.certs import TestPKI
 from tests.peers.net import free_port
 from tests.peers.sink import RecordingSink
 from tests.peers.token_server import TokenServer
-from tests.support.harness import Harness
+from tests.peers.harness import Harness
 
 from .bearer_sink import BearerSink
 from .conftest import APP, GMAIL_APP, GMAIL_SCOPE, SCOPE, SECRET
