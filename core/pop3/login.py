@@ -70,6 +70,8 @@ class CommandTokens:
         assert pop is not None
         command = pop.token_command
         if command is None:
+            if account.password is None:
+                raise Pop3Error("no token: the account has neither pop3.token_command nor a password", kind="login")
             return account.password.get_secret_value()
         shown = command if isinstance(command, str) else shlex.join(command)
         pipes = {"stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.DEVNULL,
@@ -156,7 +158,7 @@ async def open_mailbox(account: Account, *, timeout: float, resolve: Callable[[P
     if pop is None:
         raise Pop3Error(f"account {account.address} has no pop3 settings", kind="connect")
     who = describe(account)
-    secrets = [account.password.get_secret_value()]
+    secrets = [account.password.get_secret_value()] if account.password is not None else []
     context = None
     if pop.tls != "none":
         context = client_tls_context(verify=pop.verify, ca_file=resolve(pop.ca_file) if pop.ca_file else None)

@@ -135,8 +135,10 @@ def test_reload_that_leaves_the_login_alone_keeps_the_pause(mailpipe_factory):
         wait_until(lambda: len(logins.attempts) == 2, PAUSE + 20, "the login after the pause")
         attempts = show(gw, queue_id)["attempts"]
         failed = events(gw, "smarthost.login_failed")
-    assert logins.attempts[1][0] - logins.attempts[0][0] >= PAUSE
-    assert [accepted for _, accepted in logins.attempts] == [False, False]
+    # A slow machine may reach a third login (one more pause later) before the checks: every gap counts.
+    times = [t for t, _ in logins.attempts]
+    assert all(later - earlier >= PAUSE for earlier, later in zip(times, times[1:]))
+    assert not any(accepted for _, accepted in logins.attempts)
     assert len(attempts) >= 3  # retries every second went on without logging in
     assert {(a["code"], a["enhanced"]) for a in attempts} == {(451, "4.7.8")}
     assert len(failed) == 1
