@@ -36,12 +36,14 @@ migrate`` uses to move a stopped queue's messages and history to another backend
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .events import Event
 from .message import Message, Recipient, RecipientState
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -448,21 +450,13 @@ class QueueTransfer(ABC):
                     record.body = found.pop(record.id, None)
                     yield record
 
-    async def export_attempts(self) -> AsyncIterator[Attempt]:
+    def export_attempts(self) -> AsyncIterator[Attempt]:
         """The whole message log, in the order it was written."""
-        after = 0
-        while page := await self.attempts_after(after, self.PAGE * 5):
-            after = page[-1][0]
-            for _, attempt in page:
-                yield attempt
+        return _keyed_pages(self.attempts_after, self.PAGE * 5)
 
-    async def export_events(self) -> AsyncIterator[Event]:
+    def export_events(self) -> AsyncIterator[Event]:
         """The whole event log, in the order it was stored."""
-        after = 0
-        while page := await self.events_after(after, self.PAGE * 5):
-            after = page[-1][0]
-            for _, event in page:
-                yield event
+        return _keyed_pages(self.events_after, self.PAGE * 5)
 
     async def message_ids(self) -> AsyncIterator[list[str]]:
         """The id of every message the queue holds, a page at a time (what does a migration target hold?)."""
@@ -497,3 +491,13 @@ class KeyValueStore(ABC):
     @abstractmethod
     async def kv_items(self, namespace: str, prefix: str = "") -> dict[str, str]:
         """Every key of ``namespace`` that starts with ``prefix``, with its value."""
+
+
+async def _keyed_pages(read: Callable[[int, int], Awaitable[list[tuple[int, T]]]], size: int) -> AsyncIterator[T]:
+    """Every row of a log read a page at a time: ``read(after, size)`` gives up to ``size`` rows, each
+    with its key, after the key ``after`` (0: from the first); the keys are left out."""
+    after = 0
+    while page := await read(after, size):
+        after = page[-1][0]
+        for _, row in page:
+            yield row

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import uvicorn
 
 from mailpipe.core.errors import ConfigError
+from mailpipe.core.tasks import cancel_and_wait
 
 log = logging.getLogger("mailpipe.plugins.asgi_server")
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
@@ -106,7 +107,5 @@ class AppServer:
         try:
             await asyncio.wait_for(asyncio.shield(self._task), 5)
         except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         self._server = self._task = None

@@ -19,7 +19,6 @@ often it matches. Every alert is also an ``alert.sent`` event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -35,6 +34,7 @@ from mailpipe.core.ids import new_queue_id
 from mailpipe.core.message import Message, Recipient
 from mailpipe.core.plugin import Plugin, PluginContext
 from mailpipe.core.settings import Duration, Strict
+from mailpipe.core.tasks import cancel_and_wait
 
 log = logging.getLogger("mailpipe.plugins.alerts")
 EVENT_RULES = {"smarthost.login_failed": "smarthost_login", "dns.failure": "dns", "queue.full": "queue",
@@ -92,10 +92,7 @@ class AlertsPlugin(Plugin):
     @hookimpl
     async def shutdown(self) -> None:
         """Called when the gateway stops: stop checking."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     @hookimpl
     async def event(self, event: Event) -> None:

@@ -13,6 +13,7 @@ import contextlib
 
 from mailpipe.core.hookspecs import hookimpl
 from mailpipe.core.plugin import Plugin, PluginContext
+from mailpipe.core.tasks import cancel_and_wait
 from mailpipe.plugins.asgi_server import AppServer
 
 from .options import ConsoleOptions
@@ -62,9 +63,6 @@ class ConsolePlugin(Plugin):
     @hookimpl
     async def shutdown(self) -> None:
         """Called when the gateway stops (or a reload replaced this instance): stop serving."""
-        if self._sampler is not None:
-            self._sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sampler
+        await cancel_and_wait(self._sampler)
         if self.server is not None:
             await self.server.release(self)

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from mailpipe.core.hookspecs import hookimpl
-from mailpipe.core.plugin import Plugin, PluginContext
-from mailpipe.core.settings import Duration, Strict
+from mailpipe.core.plugin import PluginContext
+from mailpipe.core.settings import Duration
 
+from ..sql_queue.plugin import QueueOptions, QueuePlugin
 from .bodies import BodyStore, ByteaBodies
 from .store import PostgresQueue
 
 
-class PostgresQueueOptions(Strict):
+class PostgresQueueOptions(QueueOptions):
     """Options of the postgres queue."""
 
     dsn: SecretStr = Field(description="libpq connection URI or key=value string; never shown with its password")
@@ -33,22 +33,18 @@ class PostgresQueueOptions(Strict):
     pool_size: int = Field(10, ge=2, le=200, description="connections per node (one more for notifications)")
     timeout: Duration = Field(10.0, gt=0, description="how long to wait for a connection before a store "
                               "fails (451) or a claim is tried again")
-    history_days: float = Field(30.0, gt=0, description="keep the message log, the event log and finished "
-                                "messages this many days; older entries are pruned hourly, by one node")
+
+    def make_queue(self, context: PluginContext) -> PostgresQueue:
+        """The shared queue at ``dsn``; this gateway's ``hostname`` is its node name."""
+        return PostgresQueue(self.dsn.get_secret_value(), lease=self.lease, pool_size=self.pool_size,
+                             history_days=self.history_days, node=context.settings.hostname, timeout=self.timeout)
 
 
-class PostgresQueuePlugin(Plugin):
+class PostgresQueuePlugin(QueuePlugin):
     """Durable queue in PostgreSQL, shared by several nodes (leases, SKIP LOCKED claims, LISTEN/NOTIFY)."""
 
     name = "postgres"
     Options = PostgresQueueOptions
-
-    @hookimpl
-    def open_queue(self, context: PluginContext) -> PostgresQueue:
-        """Called once by the gateway (and by queue commands) at start: the backend for ``queue: {postgres: ...}``."""
-        opts: PostgresQueueOptions = self.options  # type: ignore[assignment]
-        return PostgresQueue(opts.dsn.get_secret_value(), lease=opts.lease, pool_size=opts.pool_size,
-                             history_days=opts.history_days, node=context.settings.hostname, timeout=opts.timeout)
 
 
 __all__ = ["BodyStore", "ByteaBodies", "PostgresQueue", "PostgresQueuePlugin"]

@@ -13,8 +13,10 @@ from psycopg import AsyncConnection
 
 from mailpipe.core.queue import MessageDetail, MessageSummary
 
+from ..sql_queue.filters import summary_filter
+from ..sql_queue.rows import tally
 from .delivery import ACTIVE, MESSAGE_COLUMNS, message_from_row, recipients_of
-from .logs import select_attempts
+from .logs import POSTGRES, select_attempts
 
 
 async def get(conn: AsyncConnection[Any], message_id: str) -> MessageDetail | None:
@@ -30,14 +32,10 @@ async def get(conn: AsyncConnection[Any], message_id: str) -> MessageDetail | No
 
 async def summaries(conn: AsyncConnection[Any], state: str | None, limit: int) -> list[MessageSummary]:
     """Unfinished messages oldest first, or those with a recipient in ``state``, with counts by state."""
-    if state:
-        where = "WHERE m.id IN (SELECT message_id FROM recipients WHERE state = %s)"
-        params: list[Any] = [state, limit]
-    else:
-        where = "WHERE m.done_at IS NULL"
-        params = [limit]
+    where, params = summary_filter(POSTGRES, state)
     cur = await conn.execute(
-        f"SELECT m.id, m.sender, m.created, m.size FROM messages m {where} ORDER BY m.created, m.id LIMIT %s", params)
+        f"SELECT m.id, m.sender, m.created, m.size FROM messages m {where} ORDER BY m.created, m.id LIMIT %s",
+        [*params, limit])
     out = {mid: MessageSummary(mid, sender, created, size) for mid, sender, created, size in await cur.fetchall()}
     if not out:
         return []
@@ -45,10 +43,7 @@ async def summaries(conn: AsyncConnection[Any], state: str | None, limit: int) -
         "SELECT message_id, state, count(*), min(next_attempt) FROM recipients WHERE message_id = ANY(%s) "
         "GROUP BY message_id, state", (list(out),))
     for mid, st, n, nxt in await cur.fetchall():
-        summary = out[mid]
-        summary.recipients[st] = n
-        if st in ("pending", "deferred"):
-            summary.next_attempt = nxt if summary.next_attempt is None else min(summary.next_attempt, nxt)
+        tally(out[mid], st, n, nxt)
     return list(out.values())
 
 

@@ -10,9 +10,10 @@ reconnection the scheduler is woken once, since notifications sent meanwhile are
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
+
+from mailpipe.core.tasks import cancel_and_wait
 
 from .cluster import CHANNEL
 from .database import Database, Unreachable, translate
@@ -39,11 +40,8 @@ class Listener:
 
     async def stop(self) -> None:
         """Stop listening and close the connection."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         delay = BACKOFF[0]

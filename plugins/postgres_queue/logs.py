@@ -14,9 +14,10 @@ from psycopg import AsyncConnection
 from mailpipe.core.events import Event
 from mailpipe.core.queue import Attempt, QueueStats
 
+from ..sql_queue.filters import Dialect, attempt_filter, levels_from
 from .delivery import ACTIVE
 
-LEVELS = ("debug", "info", "warning", "error")
+POSTGRES = Dialect(param="%s", same_text="lower({column}) = lower(%s)")
 BOOKKEEPING_DAYS = 1.0
 
 
@@ -39,9 +40,8 @@ async def select_events(conn: AsyncConnection[Any], since: float | None, limit: 
         where.append("(kind = %s OR starts_with(kind, %s))")
         params += [kind, kind + "."]
     if level:
-        shown = LEVELS[LEVELS.index(level):] if level in LEVELS else (level,)
         where.append("level = ANY(%s)")
-        params.append(list(shown))
+        params.append(levels_from(level))
     cur = await conn.execute(
         f"SELECT time, kind, level, text, data, node FROM events WHERE {' AND '.join(where)} "
         "ORDER BY id DESC LIMIT %s", [*params, limit])
@@ -59,19 +59,7 @@ async def select_attempts(conn: AsyncConnection[Any], where: str, params: list[A
 
 async def attempts(conn: AsyncConnection[Any], limit: int, filters: dict[str, Any]) -> list[Attempt]:
     """The message log filtered by message, sender, recipient (any case), since, outcome (or action)."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    for key, column in (("message", "message_id"), ("sender", "sender"), ("recipient", "recipient")):
-        if filters.get(key) is not None:
-            clauses.append(f"lower({column}) = lower(%s)")
-            params.append(filters[key])
-    if filters.get("outcome"):
-        clauses.append("(outcome = %s OR action = %s)")
-        params += [filters["outcome"], filters["outcome"]]
-    if filters.get("since") is not None:
-        clauses.append("time >= %s")
-        params.append(filters["since"])
-    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    where, params = attempt_filter(POSTGRES, filters)
     return await select_attempts(conn, where, params, limit)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import time
@@ -30,23 +29,17 @@ from psycopg import AsyncConnection
 
 from mailpipe.core.events import Event
 from mailpipe.core.message import Message
-from mailpipe.core.queue import (
-    Attempt,
-    MessageDetail,
-    MessageSummary,
-    QueueBackend,
-    QueueError,
-    QueueStats,
-    RecipientUpdate,
-)
+from mailpipe.core.queue import QueueBackend, QueueError, RecipientUpdate
+from mailpipe.core.tasks import cancel_and_wait
 
-from . import admin, cluster, delivery, logs
+from ..sql_queue.claims import Claims
+from ..sql_queue.reads import ReadJobs, SqlAdminReads
+from . import admin, cluster, delivery, logs, transfer
 from .bodies import BodyStore, ByteaBodies
 from .collected import CollectedMail
 from .database import Database, Unreachable
 from .kv import PostgresKeyValue
 from .listener import Listener
-from .transfer import PostgresTransfer
 
 __all__ = ["PostgresQueue"]
 
@@ -59,13 +52,18 @@ MAX_BUFFERED_EVENTS = 10_000  # while the database is away; the oldest go first
 RETRY_BACKOFF = (0.5, 10.0)  # record/release waiting for the database: first and longest pause
 
 
-class PostgresQueue(CollectedMail, PostgresKeyValue, PostgresTransfer, QueueBackend):
+class PostgresQueue(CollectedMail, PostgresKeyValue, SqlAdminReads, QueueBackend, transfer.PostgresTransfer):
     """The shared queue. Made by the ``postgres`` plugin's ``open_queue``, one instance per process.
 
     ``lease``: seconds after which the claims of a node that stopped renewing go to the
     others; ``history_days``: how long ``prune`` keeps the logs and finished messages;
-    ``node``: this gateway's ``hostname``, stored with its messages, attempts and events.
+    ``node``: this gateway's ``hostname``, stored with its messages, attempts and events. The admin
+    face's answers (``SqlAdminReads``) cover every node's messages and logs.
     """
+
+    READS = ReadJobs(get=admin.get, summaries=admin.summaries, select_events=logs.select_events, attempts=logs.attempts,
+                     stats=logs.stats, counts=transfer.counts, message_page=transfer.message_page,
+                     attempt_page=transfer.attempt_page, event_page=transfer.event_page, known=transfer.known)
 
     def __init__(self, dsn: str, *, lease: float = 60.0, pool_size: int = 10, history_days: float = 30.0,
                  node: str = "", timeout: float = 10.0, bodies: BodyStore | None = None) -> None:
@@ -79,8 +77,7 @@ class PostgresQueue(CollectedMail, PostgresKeyValue, PostgresTransfer, QueueBack
         self._wake: Callable[[], None] | None = None
         self._owners: set[str] = set()  # lease owners (schedulers) of this process, renewed by the upkeep
         self._events: list[Event] = []
-        self._finished: set[str] = set()  # ended by record(): release() has nothing to do
-        self._stored_attributes: dict[str, str] = {}  # as claimed, so record() rewrites them only if changed
+        self._claims = Claims(self.read_body)
         self._upkeep: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._open = False
@@ -137,15 +134,6 @@ class PostgresQueue(CollectedMail, PostgresKeyValue, PostgresTransfer, QueueBack
         if self._wake is not None:
             self._wake()
 
-    def _with_loader(self, message: Message) -> Message:
-        """Give a message read from the database a body loader (the body is read only when asked for)."""
-
-        async def loader(mid: str = message.id) -> bytes:
-            return await self.read_body(mid)
-
-        message.set_loader(loader)
-        return message
-
     # -- life ---------------------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -160,10 +148,7 @@ class PostgresQueue(CollectedMail, PostgresKeyValue, PostgresTransfer, QueueBack
         if self.listener is not None:
             await self.listener.stop()
         for task in [self._upkeep, *self._background]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
         self._upkeep = None
         if self._events and self.db.pool is not None:
             with contextlib.suppress(QueueError):
@@ -220,9 +205,7 @@ class PostgresQueue(CollectedMail, PostgresKeyValue, PostgresTransfer, QueueBack
 
         claimed = await self._run(job)
         self._owners.add(owner)
-        for message, attributes in claimed:
-            self._stored_attributes[message.id] = attributes
-        return [self._with_loader(message) for message, _ in claimed]
+        return self._claims.handed_out(claimed)
 
     async def renew(self, owner: str, message_ids: list[str], lease_until: float) -> None:
         """Called by the scheduler while deliveries run: extend ``owner``'s leases (and its claims)."""
@@ -238,9 +221,7 @@ class PostgresQueue(CollectedMail, PostgresKeyValue, PostgresTransfer, QueueBack
 
         When the database is unreachable the release is finished in the background once it is back.
         """
-        self._stored_attributes.pop(message_id, None)
-        if message_id in self._finished:  # record() ended the message and its lease in one go
-            self._finished.discard(message_id)
+        if self._claims.released(message_id):  # record() ended the message and its lease in one go
             return
         try:
             await self._release(message_id, owner)
@@ -278,17 +259,12 @@ class PostgresQueue(CollectedMail, PostgresKeyValue, PostgresTransfer, QueueBack
         While the database is unreachable this waits for it (the attempt happened: it must be
         recorded, not repeated); a commit whose acknowledgement was lost is not made twice.
         """
-        attributes: str | None = json.dumps(message.attributes, default=str)
-        if attributes == self._stored_attributes.get(message.id):
-            attributes = None
+        attributes = self._claims.changed_attributes(message)
         job = partial(delivery.record, bodies=self.bodies, message=message, updates=list(updates), now=now,
                       new_messages=list(new_messages or []), attributes=attributes, key=uuid.uuid4().hex,
                       node=self.node)
         finished = await self._until_done(job, notify=bool(new_messages))
-        if attributes is not None:
-            self._stored_attributes[message.id] = attributes
-        if finished:
-            self._finished.add(message.id)
+        self._claims.recorded(message.id, attributes, finished)
 
     async def next_due(self) -> float | None:
         """Called by the scheduler to sleep until the next due recipient (of any node)."""
@@ -301,18 +277,7 @@ class PostgresQueue(CollectedMail, PostgresKeyValue, PostgresTransfer, QueueBack
             raise QueueError(f"message {message_id} has no stored body")
         return data
 
-    # -- admin face ---------------------------------------------------------------------------
-
-    async def get(self, message_id: str) -> MessageDetail | None:
-        """``pipeline queue show`` and the console: one message with recipients and attempts."""
-        detail = await self._run(partial(admin.get, message_id=message_id))
-        if detail is not None:
-            self._with_loader(detail.message)
-        return detail
-
-    async def list(self, *, state: str | None = None, limit: int = 1000) -> list[MessageSummary]:
-        """``pipeline queue list``: unfinished messages (or those with a recipient in ``state``), oldest first."""
-        return await self._run(partial(admin.summaries, state=state, limit=limit))
+    # -- admin face (show, list, events, log and stats: SqlAdminReads) -----------------------
 
     async def retry_now(self, message_ids: list[str] | None, now: float) -> int:
         """``pipeline queue retry``: pending/deferred recipients of unleased messages are due now, on every node."""
@@ -353,19 +318,6 @@ class PostgresQueue(CollectedMail, PostgresKeyValue, PostgresTransfer, QueueBack
         self._events.append(event)
         if len(self._events) > MAX_BUFFERED_EVENTS:
             del self._events[0]
-
-    async def events(self, *, since: float | None = None, limit: int = 200, kind: str | None = None,
-                     level: str | None = None) -> list[Event]:
-        """``pipeline events`` and the console: the newest ``limit`` matching events (all nodes), oldest first."""
-        return await self._run(partial(logs.select_events, since=since, limit=limit, kind=kind, level=level))
-
-    async def attempts(self, *, limit: int = 200, **filters: Any) -> list[Attempt]:
-        """``pipeline log`` and the console: the message log of all nodes, filtered."""
-        return await self._run(partial(logs.attempts, limit=limit, filters=filters))
-
-    async def stats(self, *, since: float, now: float) -> QueueStats:
-        """``pipeline stats`` and metrics: outcomes since ``since`` and the queue as it is (all nodes)."""
-        return await self._run(partial(logs.stats, since=since, now=now))
 
     async def run_once(self, job: str, now: float, every: float) -> bool:
         """Housekeeping and alerts: true for one node per ``every`` seconds (the ``jobs`` table)."""

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from psycopg import AsyncConnection
 
 from mailpipe.core.events import Event
-from mailpipe.core.message import Recipient, RecipientState
-from mailpipe.core.queue import Attempt, MessageRecord, QueueTransfer, TransferCounts
+from mailpipe.core.queue import Attempt, MessageRecord, TransferCounts
 
+from ..sql_queue.reads import SqlExport
+from ..sql_queue.rows import message_record
 from .delivery import DB_NOW
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-_MESSAGE = "id, sender, created, size, client, mail_options, attributes, done_at, node, lease_owner, lease_until"
+_MESSAGE = "id, sender, created, size, client, mail_options, attributes, done_at, lease_owner, lease_until, node"
 _ATTEMPT = ("time, message_id, recipient, outcome, route, remote_host, remote_addr, code, enhanced, text, duration, "
             "sender, action, node")
 
@@ -66,17 +67,7 @@ async def message_page(conn: AsyncConnection[Any], after: str, limit: int, now: 
     recipients: dict[str, list[tuple[Any, ...]]] = {}
     for mid, *recipient in await cur.fetchall():
         recipients.setdefault(mid, []).append(tuple(recipient))
-    records = []
-    for mid, sender, created, size, client, mail_options, attributes, done_at, node, lease_owner, lease_until in rows:
-        out = []
-        for address, state, attempts, next_attempt, last_reply in recipients.get(mid, []):
-            if lease_owner is not None and state in ("pending", "deferred") and next_attempt == lease_until:
-                next_attempt = min(next_attempt, now)  # claimed by a node that is gone: due again
-            out.append(Recipient(address, RecipientState(state), attempts, next_attempt, last_reply))
-        records.append(MessageRecord(mid, sender, created, size, out, json.loads(client or "{}"),
-                                     json.loads(mail_options or "[]"), json.loads(attributes or "{}"), done_at,
-                                     node or ""))
-    return records
+    return [message_record(row[:10], recipients.get(row[0], []), now, node=row[10] or "") for row in rows]
 
 
 async def attempt_page(conn: AsyncConnection[Any], after: int, limit: int) -> list[tuple[int, Attempt]]:
@@ -165,7 +156,7 @@ async def insert_events(conn: AsyncConnection[Any], events: list[Event]) -> int:
         return max(cur.rowcount, 0)
 
 
-class PostgresTransfer(QueueTransfer):
+class PostgresTransfer(SqlExport):
     """``QueueTransfer`` for ``PostgresQueue`` (a mixin: it runs its jobs through the queue's pool)."""
 
     if TYPE_CHECKING:
@@ -186,14 +177,6 @@ class PostgresTransfer(QueueTransfer):
         """Lease owners (schedulers of running nodes) that renewed within their lease."""
         return await self._run(live_owners)
 
-    async def transfer_counts(self) -> TransferCounts:
-        """What the database holds (``counts``)."""
-        return await self._run(counts)
-
-    async def messages_after(self, after: str, limit: int, now: float) -> list[MessageRecord]:
-        """A page of messages in id order, with recipients, without bodies (one transaction)."""
-        return await self._run(partial(message_page, after=after, limit=limit, now=now))
-
     async def read_bodies(self, message_ids: list[str]) -> dict[str, bytes]:
         """The stored bodies of these messages, through the ``BodyStore`` (one transaction)."""
         ids = list(message_ids)
@@ -205,18 +188,6 @@ class PostgresTransfer(QueueTransfer):
             return await self.bodies.get_small(conn, ids, self.BODY_BUDGET)
 
         return await self._run(job)
-
-    async def attempts_after(self, after: int, limit: int) -> list[tuple[int, Attempt]]:
-        """A page of the message log, keyed by row id."""
-        return await self._run(partial(attempt_page, after=after, limit=limit))
-
-    async def events_after(self, after: int, limit: int) -> list[tuple[int, Event]]:
-        """A page of the event log, keyed by row id."""
-        return await self._run(partial(event_page, after=after, limit=limit))
-
-    async def known_messages(self, ids: list[str]) -> set[str]:
-        """Those of ``ids`` the database holds."""
-        return await self._run(partial(known, ids=list(ids)))
 
     async def import_messages(self, records: list[MessageRecord]) -> list[str]:
         """One transaction: the messages not yet here, with recipients and bodies (and a NOTIFY)."""

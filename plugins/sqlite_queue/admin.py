@@ -11,8 +11,10 @@ from typing import Any
 
 from mailpipe.core.queue import MessageDetail, MessageSummary
 
+from ..sql_queue.filters import summary_filter
+from ..sql_queue.rows import tally
 from .delivery import ACTIVE, MESSAGE_COLUMNS, message_from_row, recipients_of
-from .logs import select_attempts
+from .logs import SQLITE, select_attempts
 
 
 def get(conn: sqlite3.Connection, message_id: str) -> MessageDetail | None:
@@ -27,26 +29,17 @@ def get(conn: sqlite3.Connection, message_id: str) -> MessageDetail | None:
 
 def summaries(conn: sqlite3.Connection, state: str | None, limit: int) -> list[MessageSummary]:
     """Unfinished messages oldest first, or those with a recipient in ``state``, with counts by state."""
-    if state:
-        where = "WHERE m.id IN (SELECT message_id FROM recipients WHERE state = ?)"
-        params: list[Any] = [state, limit]
-    else:
-        where = "WHERE m.done_at IS NULL"
-        params = [limit]
-    out: dict[str, MessageSummary] = {}
-    rows = conn.execute(
-        f"SELECT m.id, m.sender, m.created, m.size FROM messages m {where} ORDER BY m.created LIMIT ?", params,
-    ).fetchall()
-    for mid, sender, created, size in rows:
-        out[mid] = MessageSummary(mid, sender, created, size)
-    for mid, summary in out.items():
+    where, params = summary_filter(SQLITE, state)
+    rows = conn.execute(f"SELECT m.id, m.sender, m.created, m.size FROM messages m {where} ORDER BY m.created LIMIT ?",
+                        [*params, limit]).fetchall()
+    out = [MessageSummary(mid, sender, created, size) for mid, sender, created, size in rows]
+    for summary in out:
         for st, n, nxt in conn.execute(
-            "SELECT state, count(*), min(next_attempt) FROM recipients WHERE message_id = ? GROUP BY state", (mid,),
+            "SELECT state, count(*), min(next_attempt) FROM recipients WHERE message_id = ? GROUP BY state",
+            (summary.id,),
         ):
-            summary.recipients[st] = n
-            if st in ("pending", "deferred"):
-                summary.next_attempt = nxt if summary.next_attempt is None else min(summary.next_attempt, nxt)
-    return list(out.values())
+            tally(summary, st, n, nxt)
+    return out
 
 
 def _update(conn: sqlite3.Connection, sql: str, ids: list[str] | None, params: list[Any]) -> int:

@@ -12,9 +12,10 @@ from typing import Any
 from mailpipe.core.events import Event
 from mailpipe.core.queue import Attempt, QueueStats
 
+from ..sql_queue.filters import Dialect, attempt_filter, levels_from
 from .delivery import ACTIVE
 
-LEVELS = ("debug", "info", "warning", "error")
+SQLITE = Dialect(param="?", same_text="{column} = ? COLLATE NOCASE")
 
 
 def insert_event(conn: sqlite3.Connection, event: Event) -> None:
@@ -31,9 +32,9 @@ def select_events(conn: sqlite3.Connection, since: float | None, limit: int, kin
         where.append("(kind = ? OR kind LIKE ? ESCAPE '\\')")
         params += [kind, kind.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ".%"]
     if level:
-        shown = LEVELS[LEVELS.index(level):] if level in LEVELS else (level,)
+        shown = levels_from(level)
         where.append(f"level IN ({','.join('?' * len(shown))})")
-        params += list(shown)
+        params += shown
     rows = conn.execute(
         f"SELECT time, kind, level, text, data FROM events WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
         [*params, limit],
@@ -53,18 +54,7 @@ def select_attempts(conn: sqlite3.Connection, where: str, params: list[Any], lim
 
 def attempts(conn: sqlite3.Connection, limit: int, filters: dict[str, Any]) -> list[Attempt]:
     """The message log filtered by message, sender, recipient (any case), since, outcome (or action)."""
-    clauses, params = [], []
-    for key, column in (("message", "message_id"), ("sender", "sender"), ("recipient", "recipient")):
-        if filters.get(key) is not None:
-            clauses.append(f"{column} = ? COLLATE NOCASE")
-            params.append(filters[key])
-    if filters.get("outcome"):
-        clauses.append("(outcome = ? OR action = ?)")
-        params += [filters["outcome"], filters["outcome"]]
-    if filters.get("since") is not None:
-        clauses.append("time >= ?")
-        params.append(filters["since"])
-    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    where, params = attempt_filter(SQLITE, filters)
     return select_attempts(conn, where, params, limit)
 
 

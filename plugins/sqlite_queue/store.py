@@ -10,7 +10,6 @@ do without, committed without the extra fsync.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -20,40 +19,36 @@ from typing import Any
 
 from mailpipe.core.events import Event
 from mailpipe.core.message import Message
-from mailpipe.core.queue import (
-    Attempt,
-    MessageDetail,
-    MessageSummary,
-    QueueBackend,
-    QueueError,
-    QueueStats,
-    RecipientUpdate,
-)
+from mailpipe.core.queue import QueueBackend, QueueError, RecipientUpdate
 
-from . import admin, delivery, logs
+from ..sql_queue.claims import Claims
+from ..sql_queue.reads import ReadJobs, SqlAdminReads
+from . import admin, delivery, logs, transfer
 from .collected import CollectedMail
 from .connection import connect, translate
 from .kv import SqliteKeyValue
-from .transfer import SqliteTransfer
 from .worker import DbWorker
 
 __all__ = ["SqliteQueue"]
 
 
-class SqliteQueue(CollectedMail, SqliteKeyValue, SqliteTransfer, QueueBackend):
+class SqliteQueue(CollectedMail, SqliteKeyValue, SqlAdminReads, QueueBackend, transfer.SqliteTransfer):
     """The embedded queue. All SQL runs on one worker thread; writes are group-committed.
 
     Made by the ``sqlite`` plugin's ``open_queue``; ``history_days`` is how long ``prune``
     keeps the logs and finished messages.
     """
 
+    READS = ReadJobs(get=admin.get, summaries=admin.summaries, select_events=logs.select_events, attempts=logs.attempts,
+                     stats=logs.stats, counts=transfer.counts, message_page=transfer.message_page,
+                     attempt_page=transfer.attempt_page, event_page=transfer.event_page, known=transfer.known)
+
     def __init__(self, path: Path, *, busy_timeout: float = 10.0, history_days: float = 30.0) -> None:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self.history_seconds = history_days * 86400.0
         self._worker: DbWorker | None = None
-        self._finished: set[str] = set()  # ended by record(): release() has nothing to do
-        self._stored_attributes: dict[str, str] = {}  # as claimed, so record() rewrites them only if changed
+        self._claims = Claims(self.read_body)
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -65,15 +60,6 @@ class SqliteQueue(CollectedMail, SqliteKeyValue, SqliteTransfer, QueueBackend):
             return await self._worker.submit(fn, write=write, durable=durable)
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
-
-    def _with_loader(self, message: Message) -> Message:
-        """Give a message read from the file a body loader (the body is read only when asked for)."""
-
-        async def loader(mid: str = message.id) -> bytes:
-            return await self.read_body(mid)
-
-        message.set_loader(loader)
-        return message
 
     async def open(self) -> None:
         """Called by the gateway at start: open (create, upgrade) the file and start the worker."""
@@ -97,9 +83,7 @@ class SqliteQueue(CollectedMail, SqliteKeyValue, SqliteTransfer, QueueBackend):
         """Called by the scheduler: lease messages with due recipients to ``owner``."""
         claimed = await self._run(partial(delivery.claim, now=now, limit=limit, owner=owner,
                                           lease_until=lease_until), write=True, durable=False)
-        for message, attributes in claimed:
-            self._stored_attributes[message.id] = attributes
-        return [self._with_loader(message) for message, _ in claimed]
+        return self._claims.handed_out(claimed)
 
     async def renew(self, owner: str, message_ids: list[str], lease_until: float) -> None:
         """Called by the scheduler while deliveries run: extend ``owner``'s leases (and its claims)."""
@@ -108,9 +92,7 @@ class SqliteQueue(CollectedMail, SqliteKeyValue, SqliteTransfer, QueueBackend):
 
     async def release(self, message_id: str, owner: str) -> None:
         """Called by the scheduler after each message: end the lease; unrecorded claims are due now."""
-        self._stored_attributes.pop(message_id, None)
-        if message_id in self._finished:  # record() ended the message and its lease in one go
-            self._finished.discard(message_id)
+        if self._claims.released(message_id):  # record() ended the message and its lease in one go
             return
         await self._run(partial(delivery.release, message_id=message_id, owner=owner, now=time.time()),
                         write=True, durable=False)
@@ -122,16 +104,11 @@ class SqliteQueue(CollectedMail, SqliteKeyValue, SqliteTransfer, QueueBackend):
     async def record(self, message: Message, updates: list[RecipientUpdate], now: float,
                      new_messages: list[tuple[Message, bytes]] | None = None) -> None:
         """Called by the core after an attempt: persist the updates, attributes and reports in one transaction."""
-        attributes: str | None = json.dumps(message.attributes, default=str)
-        if attributes == self._stored_attributes.get(message.id):
-            attributes = None
+        attributes = self._claims.changed_attributes(message)
         finished = await self._run(partial(delivery.record, message=message, updates=list(updates), now=now,
                                            new_messages=list(new_messages or []), attributes=attributes),
                                    write=True)
-        if attributes is not None:
-            self._stored_attributes[message.id] = attributes
-        if finished:
-            self._finished.add(message.id)
+        self._claims.recorded(message.id, attributes, finished)
 
     async def next_due(self) -> float | None:
         """Called by the scheduler to sleep until the next due recipient."""
@@ -141,18 +118,7 @@ class SqliteQueue(CollectedMail, SqliteKeyValue, SqliteTransfer, QueueBackend):
         """The stored bytes (``await message.body()`` of a large message); ``QueueError`` if gone."""
         return await self._run(partial(delivery.read_body, message_id=message_id))
 
-    # -- admin face ---------------------------------------------------------------------------
-
-    async def get(self, message_id: str) -> MessageDetail | None:
-        """``pipeline queue show`` and the console: one message with recipients and attempts."""
-        detail: MessageDetail | None = await self._run(partial(admin.get, message_id=message_id))
-        if detail is not None:
-            self._with_loader(detail.message)
-        return detail
-
-    async def list(self, *, state: str | None = None, limit: int = 1000) -> list[MessageSummary]:
-        """``pipeline queue list``: unfinished messages (or those with a recipient in ``state``), oldest first."""
-        return await self._run(partial(admin.summaries, state=state, limit=limit))
+    # -- admin face (show, list, events, log and stats: SqlAdminReads) -----------------------
 
     async def retry_now(self, message_ids: list[str] | None, now: float) -> int:
         """``pipeline queue retry``: pending/deferred recipients of unleased messages are due at ``now``."""
@@ -177,19 +143,6 @@ class SqliteQueue(CollectedMail, SqliteKeyValue, SqliteTransfer, QueueBackend):
         if self._worker is None:
             return
         self._worker.submit_nowait(partial(logs.insert_event, event=event))
-
-    async def events(self, *, since: float | None = None, limit: int = 200, kind: str | None = None,
-                     level: str | None = None) -> list[Event]:
-        """``pipeline events`` and the console: the newest ``limit`` matching events, oldest first."""
-        return await self._run(partial(logs.select_events, since=since, limit=limit, kind=kind, level=level))
-
-    async def attempts(self, *, limit: int = 200, **filters: Any) -> list[Attempt]:
-        """``pipeline log`` and the console: the message log, filtered."""
-        return await self._run(partial(logs.attempts, limit=limit, filters=filters))
-
-    async def stats(self, *, since: float, now: float) -> QueueStats:
-        """``pipeline stats`` and metrics: outcomes since ``since`` and the queue as it is."""
-        return await self._run(partial(logs.stats, since=since, now=now))
 
     async def prune(self, now: float) -> dict[str, int]:
         """Called at start and hourly: delete attempts, events and finished messages older than ``history_days``."""

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailpipe.core.events import Event
-from mailpipe.core.message import Recipient, RecipientState
-from mailpipe.core.queue import Attempt, MessageRecord, QueueTransfer, TransferCounts
+from mailpipe.core.queue import Attempt, MessageRecord, TransferCounts
 
+from ..sql_queue.reads import SqlExport
+from ..sql_queue.rows import message_record
 from .delivery import owner_alive
 
 _MESSAGE = "id, sender, created, size, client, mail_options, attributes, done_at, lease_owner, lease_until"
@@ -50,20 +51,9 @@ def live_leases(conn: sqlite3.Connection, now: float) -> list[str]:
 def message_page(conn: sqlite3.Connection, after: str, limit: int, now: float) -> list[MessageRecord]:
     """Up to ``limit`` messages by id after ``after``, with their recipients (no bodies)."""
     rows = conn.execute(f"SELECT {_MESSAGE} FROM messages WHERE id > ? ORDER BY id LIMIT ?", (after, limit)).fetchall()
-    records: list[MessageRecord] = []
-    for mid, sender, created, size, client, mail_options, attributes, done_at, lease_owner, lease_until in rows:
-        recipients = []
-        for address, state, attempts, next_attempt, last_reply in conn.execute(
-            "SELECT address, state, attempts, next_attempt, last_reply FROM recipients WHERE message_id = ? "
-            "ORDER BY id", (mid,),
-        ):
-            if lease_owner is not None and state in ("pending", "deferred") and next_attempt == lease_until:
-                next_attempt = min(next_attempt, now)  # claimed by a process that is gone: due again
-            recipients.append(Recipient(address, RecipientState(state), attempts, next_attempt, last_reply))
-        records.append(MessageRecord(
-            mid, sender, created, size, recipients, json.loads(client or "{}"), json.loads(mail_options or "[]"),
-            json.loads(attributes or "{}"), done_at))
-    return records
+    return [message_record(row, conn.execute(
+        "SELECT address, state, attempts, next_attempt, last_reply FROM recipients WHERE message_id = ? ORDER BY id",
+        (row[0],)), now) for row in rows]
 
 
 def body_page(conn: sqlite3.Connection, ids: list[str]) -> dict[str, bytes]:
@@ -146,7 +136,7 @@ def insert_events(conn: sqlite3.Connection, events: list[Event]) -> int:
     return cur.rowcount
 
 
-class SqliteTransfer(QueueTransfer):
+class SqliteTransfer(SqlExport):
     """``QueueTransfer`` for ``SqliteQueue`` (a mixin: it runs its jobs through the queue's worker)."""
 
     if TYPE_CHECKING:
@@ -164,29 +154,9 @@ class SqliteTransfer(QueueTransfer):
         """Lease owners of this host whose process is alive, and owners elsewhere whose lease still runs."""
         return await self._run(partial(live_leases, now=now))
 
-    async def transfer_counts(self) -> TransferCounts:
-        """What the file holds (``counts``)."""
-        return await self._run(counts)
-
-    async def messages_after(self, after: str, limit: int, now: float) -> list[MessageRecord]:
-        """A page of messages in id order, with recipients, without bodies."""
-        return await self._run(partial(message_page, after=after, limit=limit, now=now))
-
     async def read_bodies(self, message_ids: list[str]) -> dict[str, bytes]:
         """The stored bodies of these messages, in one job."""
         return await self._run(partial(body_page, ids=list(message_ids)))
-
-    async def attempts_after(self, after: int, limit: int) -> list[tuple[int, Attempt]]:
-        """A page of the message log, keyed by row id."""
-        return await self._run(partial(attempt_page, after=after, limit=limit))
-
-    async def events_after(self, after: int, limit: int) -> list[tuple[int, Event]]:
-        """A page of the event log, keyed by row id."""
-        return await self._run(partial(event_page, after=after, limit=limit))
-
-    async def known_messages(self, ids: list[str]) -> set[str]:
-        """Those of ``ids`` the file holds."""
-        return await self._run(partial(known, ids=list(ids)))
 
     async def import_messages(self, records: list[MessageRecord]) -> list[str]:
         """One durable write job: the messages not yet here, with recipients and bodies."""

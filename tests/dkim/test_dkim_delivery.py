@@ -17,9 +17,9 @@ from mailpipe.plugins.dkim.keys import load_key
 from mailpipe.plugins.dkim.options import KeySpec
 from tests.core.helpers import RawClient
 from tests.peers.dnsmasq import DnsmasqPeer
+from tests.peers.harness import Harness
 from tests.peers.net import free_port
 from tests.peers.sink import RecordingSink
-from tests.peers.harness import Harness
 
 from .conftest import Keys
 from .verifiers import opendkim_verify, perl_verify, txt_records

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.peers.certs import TestPKI
+from tests.peers.harness import Harness
 from tests.peers.net import free_port
 from tests.peers.sink import RecordingSink
 from tests.peers.token_server import TokenServer
-from tests.peers.harness import Harness
 
 from .bearer_sink import BearerSink
 from .conftest import APP, GMAIL_APP, GMAIL_SCOPE, SCOPE, SECRET

@@ -9,20 +9,22 @@ shows the DSN's password.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import psycopg
 import pytest
 
 from mailpipe.core.events import Event
-from mailpipe.core.message import RecipientState
+from mailpipe.core.message import Message, RecipientState
 from mailpipe.core.queue import QueueError
 from mailpipe.core.testing.queue import new_message, update
 from mailpipe.plugins.postgres_queue import PostgresQueue
 from mailpipe.plugins.postgres_queue.dsn import shown
+from tests.peers.harness import until
 from tests.peers.postgres import PostgresPeer
 
 from .proxy import TcpProxy
@@ -35,18 +37,33 @@ def run(scenario: Callable[[], Awaitable[None]], timeout: float = 60.0) -> None:
     asyncio.run(asyncio.wait_for(scenario(), timeout))
 
 
-async def until(condition: Callable[[], Any], timeout: float, what: str) -> None:
-    """Wait (bounded) until ``condition()`` (maybe a coroutine function's result) is true."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = condition()
-        if asyncio.iscoroutine(got):
-            got = await got
-        if got:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
+@contextlib.asynccontextmanager
+async def opened(*queues: PostgresQueue) -> AsyncIterator[None]:
+    """Open ``queues`` for the block; each one opened is closed after it, whatever happened."""
+    async with contextlib.AsyncExitStack() as stack:
+        for queue in queues:
+            await queue.open()
+            stack.push_async_callback(queue.close)
+        yield
+
+
+async def subscribed(queue: PostgresQueue) -> asyncio.Event:
+    """Subscribe an event to ``queue``'s wake-ups and wait (bounded) until its LISTEN is in force; the event."""
+    woken = asyncio.Event()
+    queue.subscribe(woken.set)
+    assert queue.listener is not None
+    await asyncio.wait_for(queue.listener.listening.wait(), 10)
+    return woken
+
+
+async def claimed_new_message(queue: PostgresQueue, owner: str, lease: float) -> Message:
+    """Store a message to bob@example.net, due a second ago, and claim it for ``owner`` for ``lease`` seconds."""
+    message, data = new_message(time.time() - 1, ["bob@example.net"])
+    await queue.store(message, data)
+    now = time.time()
+    [claimed] = await queue.claim_due(now, 10, owner, now + lease)
+    assert claimed.id == message.id
+    return claimed
 
 
 def test_a_silent_owners_claims_go_to_another_process_after_the_lease(pg_dsn: str):
@@ -55,14 +72,8 @@ def test_a_silent_owners_claims_go_to_another_process_after_the_lease(pg_dsn: st
 
     async def scenario() -> None:
         first, second = PostgresQueue(pg_dsn, lease=2.0), PostgresQueue(pg_dsn, lease=2.0)
-        await first.open()
-        await second.open()
-        try:
-            message, data = new_message(time.time() - 1, ["bob@example.net"])
-            await first.store(message, data)
-            now = time.time()
-            [claimed] = await first.claim_due(now, 10, OWNER_1, now + 3600)
-            assert claimed.id == message.id
+        async with opened(first, second):
+            message = await claimed_new_message(first, OWNER_1, 3600)
             assert await second.claim_due(time.time(), 10, OWNER_2, time.time() + 60) == []
             await first.close()  # dies: its owner is no longer renewed
             began = time.monotonic()
@@ -75,8 +86,6 @@ def test_a_silent_owners_claims_go_to_another_process_after_the_lease(pg_dsn: st
             await until(claimed_by_second, 15, "process 2 taking the message over")
             assert time.monotonic() - began >= 0.5
             assert [m.id for m in taken] == [message.id]
-        finally:
-            await second.close()
 
     run(scenario)
 
@@ -86,21 +95,13 @@ def test_a_live_owner_keeps_its_claims_past_the_lease(pg_dsn: str):
 
     async def scenario() -> None:
         first, second = PostgresQueue(pg_dsn, lease=1.0), PostgresQueue(pg_dsn, lease=1.0)
-        await first.open()
-        await second.open()
-        try:
-            message, data = new_message(time.time() - 1, ["bob@example.net"])
-            await first.store(message, data)
-            now = time.time()
-            assert len(await first.claim_due(now, 10, OWNER_1, now + 3600)) == 1
+        async with opened(first, second):
+            await claimed_new_message(first, OWNER_1, 3600)
             deadline = time.monotonic() + 4.0  # four leases: a negative check over a bounded window
             while time.monotonic() < deadline:
                 assert await second.claim_due(time.time(), 10, OWNER_2, time.time() + 60) == []
                 assert await second.recover(OWNER_2) == 0
                 await asyncio.sleep(0.25)
-        finally:
-            await first.close()
-            await second.close()
 
     run(scenario)
 
@@ -110,18 +111,13 @@ def test_run_once_is_true_for_one_process_per_period(pg_dsn: str):
 
     async def scenario() -> None:
         queues = [PostgresQueue(pg_dsn, node=f"node{n}.test") for n in (1, 2)]
-        for q in queues:
-            await q.open()
-        try:
+        async with opened(*queues):
             now = time.time()
             answers = await asyncio.gather(*(q.run_once("prune", now, 3600) for q in queues))
             assert sorted(answers) == [False, True]
             assert [await q.run_once("prune", now + 1800, 3600) for q in queues] == [False, False]
             assert await queues[1].run_once("alerts", now, 60) is True
             assert await queues[0].run_once("prune", now + 3600, 3600) is True
-        finally:
-            for q in queues:
-                await q.close()
 
     run(scenario)
 
@@ -131,13 +127,8 @@ def test_changes_made_by_one_process_wake_the_others(pg_dsn: str):
 
     async def scenario() -> None:
         first, second = PostgresQueue(pg_dsn), PostgresQueue(pg_dsn)
-        await first.open()
-        await second.open()
-        woken = asyncio.Event()
-        second.subscribe(woken.set)
-        try:
-            assert second.listener is not None
-            await asyncio.wait_for(second.listener.listening.wait(), 10)
+        async with opened(first, second):
+            woken = await subscribed(second)
 
             async def wakes(change: Callable[[], Awaitable[Any]]) -> None:
                 woken.clear()
@@ -154,9 +145,6 @@ def test_changes_made_by_one_process_wake_the_others(pg_dsn: str):
             await wakes(lambda: first.retry_now([message.id], time.time()))
             await first.hold([message.id])
             await wakes(lambda: first.release_hold([message.id], time.time()))
-        finally:
-            await first.close()
-            await second.close()
 
     run(scenario)
 
@@ -168,13 +156,9 @@ def test_the_listener_reconnects_and_wakes_after_its_connection_dropped(postgres
 
         async def scenario() -> None:
             listening, direct = PostgresQueue(behind), PostgresQueue(pg_dsn)
-            await listening.open()
-            await direct.open()
-            woken = asyncio.Event()
-            listening.subscribe(woken.set)
-            try:
+            async with opened(listening, direct):
+                woken = await subscribed(listening)
                 assert listening.listener is not None
-                await asyncio.wait_for(listening.listener.listening.wait(), 10)
                 proxy.block()
                 await until(lambda: not listening.listener.listening.is_set(), 15, "the cut noticed")
                 woken.clear()
@@ -184,9 +168,6 @@ def test_the_listener_reconnects_and_wakes_after_its_connection_dropped(postgres
                 message, data = new_message(time.time(), ["bob@example.net"])
                 await direct.store(message, data)
                 await asyncio.wait_for(woken.wait(), 2.0)
-            finally:
-                await listening.close()
-                await direct.close()
 
         run(scenario)
 
@@ -196,8 +177,7 @@ def test_attempts_and_events_keep_the_node_that_made_them(pg_dsn: str):
 
     async def scenario() -> None:
         queue = PostgresQueue(pg_dsn, node="node1.test")
-        await queue.open()
-        try:
+        async with opened(queue):
             message, data = new_message(time.time(), ["bob@example.net"])
             await queue.store(message, data)
             now = time.time()
@@ -209,8 +189,6 @@ def test_attempts_and_events_keep_the_node_that_made_them(pg_dsn: str):
             queue.add_event(event)
             assert [a.node for a in await queue.attempts(message=message.id)] == ["node2.test"]
             assert await queue.events(since=now) == [event]
-        finally:
-            await queue.close()
         with psycopg.connect(pg_dsn) as conn:
             assert conn.execute("SELECT node FROM messages WHERE id = %s", (message.id,)).fetchone() == (
                 "node1.test",)
@@ -229,15 +207,12 @@ def test_every_session_commits_synchronously_even_if_the_role_says_otherwise(pos
 
     async def scenario() -> None:
         queue = PostgresQueue(dsn, pool_size=3)
-        await queue.open()
-        try:
+        async with opened(queue):
             assert queue.db.pool is not None
             for _ in range(3):
                 async with queue.db.pool.connection() as conn:
                     row = await (await conn.execute("SHOW synchronous_commit")).fetchone()
                     assert row == ("on",)
-        finally:
-            await queue.close()
 
     run(scenario)
 
@@ -260,8 +235,7 @@ def test_a_store_while_the_database_is_away_raises_and_keeps_nothing(postgres: P
 
         async def scenario() -> None:
             queue = PostgresQueue(behind, timeout=2.0)
-            await queue.open()
-            try:
+            async with opened(queue):
                 proxy.block()
                 message, data = new_message(time.time(), ["bob@example.net"])
                 began = time.monotonic()
@@ -270,8 +244,6 @@ def test_a_store_while_the_database_is_away_raises_and_keeps_nothing(postgres: P
                 assert time.monotonic() - began < 10
                 proxy.unblock()
                 await until(lambda: _known(queue, message.id, False), 15, "the database back")
-            finally:
-                await queue.close()
 
         run(scenario)
 

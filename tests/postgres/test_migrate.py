@@ -292,9 +292,10 @@ PLAIN_QUEUE = '''"""A third-party queue plugin without the optional transfer fac
 from mailpipe.core.hookspecs import hookimpl
 from mailpipe.core.plugin import Plugin
 from mailpipe.core.queue import QueueBackend
+from mailpipe.plugins.sql_queue.reads import SqlAdminReads
 from mailpipe.plugins.sqlite_queue.store import SqliteQueue
 
-PlainQueue = type("PlainQueue", (QueueBackend,), {
+PlainQueue = type("PlainQueue", (SqlAdminReads, QueueBackend), {
     k: v for k, v in vars(SqliteQueue).items() if k not in ("__dict__", "__weakref__", "_abc_impl")})
 
 

@@ -19,11 +19,11 @@ import pytest
 
 from tests.peers import dnssec
 from tests.peers.dnssec import SignedDns
+from tests.peers.harness import SyncHarness
 from tests.peers.https_server import Document, HttpsPeer, policy_text
 from tests.peers.net import free_port, make_traversable
 from tests.peers.sink import RecordingSink
 from tests.peers.stripper import StartTlsStripper
-from tests.peers.harness import SyncHarness
 
 from .world import HOSTS, HTTPS_ADDRESS, MX_ADDRESSES, RELAYED, Pki, free_port_on_all, server_certs, zones
 

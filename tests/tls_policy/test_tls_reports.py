@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 
 from tests.peers.dnssec import SignedDns
+from tests.peers.harness import SyncHarness
 from tests.peers.https_server import HttpsPeer
 from tests.peers.net import free_port
 from tests.peers.sink import RecordingSink
-from tests.peers.harness import SyncHarness
 
 from .conftest import GATEWAY, SENDER, START, Gateway, MxServers
 
