@@ -151,6 +151,21 @@ async def move_lease_end(conn: AsyncConnection[Any], ids: list[str], owner: str 
     return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
 
+async def release_unheld(conn: AsyncConnection[Any], owner: str, held: list[str], now: float) -> int:
+    """End ``owner``'s leases on messages this process does not hold: claims whose answer was lost.
+
+    A claim can commit while the connection drops before its answer arrives; the messages are
+    then leased to a live owner that never heard of them. Returns how many were given back.
+    """
+    cur = await conn.execute("SELECT id FROM messages WHERE lease_owner = %s AND NOT (id = ANY(%s))",
+                             (owner, held))
+    ids = [row[0] for row in await cur.fetchall()]
+    if not ids:
+        return 0
+    changed, _ = await move_lease_end(conn, ids, owner, None, now)
+    return changed
+
+
 async def record(conn: AsyncConnection[Any], bodies: BodyStore, message: Message, updates: list[RecipientUpdate],
                  now: float, new_messages: list[tuple[Message, bytes]], attributes: str | None, key: str,
                  node: str) -> bool | None:

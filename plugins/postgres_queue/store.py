@@ -75,6 +75,7 @@ class PostgresQueue(CollectedMail, PostgresKeyValue, SqlAdminReads, QueueBackend
         self.token = secrets.token_hex(8)  # names this process in NOTIFY payloads
         self.listener: Listener | None = None
         self._wake: Callable[[], None] | None = None
+        self._unsure_claims: set[str] = set()  # owners whose last claim failed: it may have committed
         self._owners: set[str] = set()  # lease owners (schedulers) of this process, renewed by the upkeep
         self._events: list[Event] = []
         self._claims = Claims(self.read_body)
@@ -197,13 +198,24 @@ class PostgresQueue(CollectedMail, PostgresKeyValue, SqlAdminReads, QueueBackend
     async def claim_due(self, now: float, limit: int, owner: str, lease_until: float) -> list[Message]:
         """Called by the scheduler: lease messages with due recipients to ``owner`` (SKIP LOCKED)."""
         fresh = owner not in self._owners
+        unsure = owner in self._unsure_claims
+        held = self._claims.held()
 
         async def job(conn: AsyncConnection[Any]) -> list[tuple[Message, str]]:
             if fresh:
                 await cluster.heartbeat(conn, [owner], self.node, self.lease)
+            if unsure:  # an earlier claim may have committed with its answer lost: give those back first
+                given_back = await delivery.release_unheld(conn, owner, held, time.time())
+                if given_back:
+                    log.info("gave back %d message(s) claimed while the database connection was lost", given_back)
             return await delivery.claim(conn, self.bodies, now, limit, owner, lease_until)
 
-        claimed = await self._run(job)
+        try:
+            claimed = await self._run(job)
+        except QueueError:
+            self._unsure_claims.add(owner)
+            raise
+        self._unsure_claims.discard(owner)
         self._owners.add(owner)
         return self._claims.handed_out(claimed)
 

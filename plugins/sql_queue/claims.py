@@ -48,6 +48,10 @@ class Claims:
         if finished:
             self._finished.add(message_id)
 
+    def held(self) -> list[str]:
+        """The messages handed out and not released yet."""
+        return list(self._attributes)
+
     def released(self, message_id: str) -> bool:
         """``release`` of a message: forget it; true when ``record`` already ended its lease (nothing to do)."""
         self._attributes.pop(message_id, None)
