@@ -2,7 +2,8 @@
 
 A generated YAML in a work dir: intake on ``127.0.0.1:PORT``, the sqlite queue
 in the work dir (the default durability: WAL, synchronous=FULL, 250 after the
-commit), ``delivery.concurrency: 20``, a chain of ``smarthost`` (no TLS) and
+commit; or another queue, e.g. ``postgres``, given by the caller),
+``delivery.concurrency: 20``, a chain of ``smarthost`` (no TLS) and
 ``retry``, log level warning. The process is the installed ``pipeline`` console
 script next to ``sys.executable``, run as the tests run it (tests/peers/mailpipe.py),
 in a session of its own.
@@ -22,14 +23,18 @@ from .common import BenchError
 from .machine import proc_status
 
 
-def relay_config(workdir: Path, listen: str, sink_port: int, concurrency: int) -> dict[str, Any]:
-    """The bench's mailpipe: a smarthost relay on ``listen`` to ``127.0.0.1:sink_port``."""
+def relay_config(workdir: Path, listen: str, sink_port: int, concurrency: int, *,
+                 queue: dict[str, Any] | None = None, hostname: str = "mailpipe.bench.test") -> dict[str, Any]:
+    """The bench's mailpipe: a smarthost relay on ``listen`` to ``127.0.0.1:sink_port``.
+
+    ``queue`` is the ``queue:`` section (default: sqlite in ``workdir``); ``hostname`` names the node.
+    """
     return {
-        "hostname": "mailpipe.bench.test",
+        "hostname": hostname,
         "state_dir": str(workdir / "state"),
         "listen": [listen],
         "relay": {"networks": ["127.0.0.0/8"]},
-        "queue": {"sqlite": {"path": str(workdir / "queue.sqlite3")}},
+        "queue": queue or {"sqlite": {"path": str(workdir / "queue.sqlite3")}},
         "delivery": {"send_immediately": True, "concurrency": concurrency, "shutdown_grace": "5s"},
         "chain": [
             {"smarthost": {"server": "127.0.0.1", "port": sink_port, "tls": "none"}},
@@ -43,13 +48,14 @@ class MailpipeRelay(MailpipeProcess):
     """One ``pipeline serve -c WORKDIR/mailpipe.yaml`` process; ``peak_rss_kib()`` reads VmHWM."""
 
     def __init__(self, workdir: Path, sink_port: int, *, host: str = "127.0.0.1", port: int | None = None,
-                 concurrency: int = 20, start_timeout: float = 30.0) -> None:
+                 concurrency: int = 20, start_timeout: float = 30.0, queue: dict[str, Any] | None = None,
+                 hostname: str = "mailpipe.bench.test") -> None:
         self.host = host
         self.port = port or free_port(host)
         self.start_timeout = start_timeout
         workdir = Path(workdir)
-        super().__init__(workdir, relay_config(workdir, f"{host}:{self.port}", sink_port, concurrency),
-                         new_session=True)
+        config = relay_config(workdir, f"{host}:{self.port}", sink_port, concurrency, queue=queue, hostname=hostname)
+        super().__init__(workdir, config, new_session=True)
 
     def start(self, timeout: float | None = None) -> MailpipeRelay:
         """Start ``pipeline serve`` and wait until it listens (``start_timeout`` unless told otherwise)."""

@@ -1,9 +1,16 @@
-"""The results table: printed with rich, and written to bench/RESULTS.md with the machine's description."""
+"""What a bench invocation measured (:class:`Run`, :class:`Report`) and its tables, printed with rich.
+
+bench/markdown.py writes the same tables to bench/RESULTS.md with the machine's description.
+
+With ``--repeat N`` every cell is the median of the N rounds followed by the spread
+(lowest–highest); ratios are ratios of medians.
+"""
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -12,31 +19,55 @@ TARGET_INTAKE = 1.5
 TARGET_E2E = 1.0
 TARGET_RSS_MB = 150
 
+#: The mailpipe setups compared with each other in the "queue backends and nodes" table.
+NODE_SETUPS = {"mailpipe": "1 node, sqlite queue", "postgres": "1 node, postgres queue",
+               "postgres-2nodes": "2 nodes, postgres queue"}
+POSTGRES_SETUPS = ("postgres", "postgres-2nodes")
+#: How each system is named in the CPU table.
+RUN_LABELS = {"sink": "sink ceiling", "postfix": "Postfix", **NODE_SETUPS}
+
 
 @dataclass
 class Run:
     """One measured run of ``messages`` messages through one system."""
 
-    system: str  # "sink", "postfix", "mailpipe"
+    system: str  # "sink", "postfix", "mailpipe", "postgres", "postgres-2nodes"
     sessions: int
     size: int
     messages: int
+    round: int = 1
+    nodes: int = 0  # mailpipe nodes (0: not mailpipe)
     intake_s: float | None = None
     e2e_s: float | None = None
-    peak_rss_kib: int | None = None
+    peak_rss_kib: int | None = None  # the largest over the nodes
+    node_rss_kib: list[int] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds over the run, by process tree (bench/cpu.py)
+    load1: float | None = None  # the 1-minute load average when the run ended
+    sink_count: int | None = None  # messages the sink counted once the queue was empty (duplicates show here)
+    postgres: dict[str, int] = field(default_factory=dict)  # commits and WAL during the run (pg_cluster.py)
     error: str | None = None
 
     @property
     def intake_rate(self) -> float | None:
+        """Messages per second accepted (until the last smtp-source exited)."""
         return self.messages / self.intake_s if self.intake_s else None
 
     @property
     def e2e_rate(self) -> float | None:
+        """Messages per second end to end (until the sink had counted them all)."""
         return self.messages / self.e2e_s if self.e2e_s else None
+
+    def cores(self, name: str) -> float | None:
+        """Cores busy on average for process tree ``name`` (CPU seconds ÷ the run's wall time)."""
+        if not self.e2e_s or name not in self.cpu:
+            return None
+        return self.cpu[name] / self.e2e_s
 
 
 @dataclass
 class Report:
+    """Everything one bench invocation measured, and what it ran on."""
+
     machine: dict[str, str]
     command: str
     messages: int
@@ -49,21 +80,29 @@ class Report:
     profile_files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def find(self, system: str, sessions: int, size: int) -> Run | None:
-        for r in self.runs:
-            if (r.system, r.sessions, r.size) == (system, sessions, size):
-                return r
-        return None
+    def find_all(self, system: str, sessions: int, size: int) -> list[Run]:
+        """Every round of one system in one scenario."""
+        return [r for r in self.runs if (r.system, r.sessions, r.size) == (system, sessions, size)]
 
     def scenarios(self) -> list[tuple[int, int]]:
+        """(sessions, size) in the order they ran."""
         seen: list[tuple[int, int]] = []
         for r in self.runs:
             if (r.sessions, r.size) not in seen:
                 seen.append((r.sessions, r.size))
         return seen
 
+    def systems(self) -> list[str]:
+        """The systems that ran, in the order they ran."""
+        return list(dict.fromkeys(r.system for r in self.runs))
 
-def _size(n: int) -> str:
+    def rounds(self) -> int:
+        """How many rounds ran (``--repeat``)."""
+        return max((r.round for r in self.runs), default=0)
+
+
+def size_text(n: int) -> str:
+    """A message size as the tables show it: "4 KB", or "500 B"."""
     return f"{n // 1024} KB" if n % 1024 == 0 else f"{n} B"
 
 
@@ -75,8 +114,37 @@ def _ratio(a: float | None, b: float | None) -> str:
     return "—" if not a or not b else f"{a / b:.2f}×"
 
 
-def _mb(kib: int | None) -> str:
+def _mb(kib: float | None) -> str:
     return "—" if kib is None else f"{kib / 1024:.0f} MB"
+
+
+def _median(runs: list[Run], value: Callable[[Run], float | None]) -> float | None:
+    got = [v for v in map(value, runs) if v is not None]
+    return statistics.median(got) if got else None
+
+
+def _spread(runs: list[Run], value: Callable[[Run], float | None], fmt: Callable[[float | None], str] = _rate) -> str:
+    """The median over the rounds and, with several, the lowest–highest; "failed" when none finished."""
+    if not runs:
+        return "—"
+    got = [v for v in map(value, runs) if v is not None]
+    failed = sum(1 for r in runs if r.error)
+    if not got:
+        return "failed" if failed else "—"
+    text = fmt(statistics.median(got))
+    if len(got) > 1 and fmt(min(got)) != fmt(max(got)):
+        text += f" ({fmt(min(got))}–{fmt(max(got))})"
+    if failed:
+        text += f" ({failed} failed)"
+    return text
+
+
+def _intake(r: Run) -> float | None:
+    return r.intake_rate
+
+
+def _e2e(r: Run) -> float | None:
+    return r.e2e_rate
 
 
 RELAY_HEADERS = ["sessions × size", "sink ceiling msg/s", "Postfix intake", "Postfix end-to-end",
@@ -84,27 +152,94 @@ RELAY_HEADERS = ["sessions × size", "sink ceiling msg/s", "Postfix intake", "Po
 
 
 def relay_rows(rep: Report) -> list[list[str]]:
+    """mailpipe (sqlite) against Postfix: one row per scenario."""
     rows = []
     for sessions, size in rep.scenarios():
-        sink, pf, mp = (rep.find(s, sessions, size) for s in ("sink", "postfix", "mailpipe"))
-
-        def rate(r: Run | None, kind: str) -> str:
-            if r is None:
-                return "—"
-            if r.error and getattr(r, kind) is None:
-                return "failed"
-            return _rate(getattr(r, kind))
-
+        sink, pf, mp = (rep.find_all(s, sessions, size) for s in ("sink", "postfix", "mailpipe"))
+        if not (sink or pf or mp):
+            continue
+        mp_in, pf_in = _median(mp, _intake), _median(pf, _intake)
+        mp_e2e, pf_e2e = _median(mp, _e2e), _median(pf, _e2e)
         target = sessions == 20 and size == 4096
-        ir = _ratio(mp and mp.intake_rate, pf and pf.intake_rate)
-        er = _ratio(mp and mp.e2e_rate, pf and pf.e2e_rate)
-        if target and ir != "—":
-            ir += " ✓" if mp.intake_rate / pf.intake_rate >= TARGET_INTAKE else f" (target {TARGET_INTAKE}×)"
-        if target and er != "—":
-            er += " ✓" if mp.e2e_rate / pf.e2e_rate >= TARGET_E2E else f" (target {TARGET_E2E}×)"
-        rows.append([f"{sessions} × {_size(size)}", rate(sink, "e2e_rate"), rate(pf, "intake_rate"),
-                     rate(pf, "e2e_rate"), rate(mp, "intake_rate"), rate(mp, "e2e_rate"), ir, er,
-                     _mb(mp.peak_rss_kib if mp else None)])
+        ir, er = _ratio(mp_in, pf_in), _ratio(mp_e2e, pf_e2e)
+        if target and mp_in and pf_in:
+            ir += " ✓" if mp_in / pf_in >= TARGET_INTAKE else f" (target {TARGET_INTAKE}×)"
+        if target and mp_e2e and pf_e2e:
+            er += " ✓" if mp_e2e / pf_e2e >= TARGET_E2E else f" (target {TARGET_E2E}×)"
+        rows.append([f"{sessions} × {size_text(size)}", _spread(sink, _e2e), _spread(pf, _intake), _spread(pf, _e2e),
+                     _spread(mp, _intake), _spread(mp, _e2e), ir, er,
+                     _spread(mp, lambda r: r.peak_rss_kib, _mb)])
+    return rows
+
+
+NODE_HEADERS = ["sessions × size", "mailpipe", "intake msg/s", "end-to-end msg/s", "intake ÷ sqlite node",
+                "end-to-end ÷ sqlite node", "peak RSS per node", "CPU ms per message: nodes / postgres",
+                "commits / WAL fsyncs / WAL KB per message"]
+
+
+def _cpu_per_message(runs: list[Run]) -> str:
+    """CPU milliseconds per message of all nodes together and of PostgreSQL (medians)."""
+    def ms(run: Run, names: list[str]) -> float | None:
+        return 1000 * sum(run.cpu.get(n, 0.0) for n in names) / run.messages if run.cpu else None
+
+    nodes = _median(runs, lambda r: ms(r, [f"node{i + 1}" for i in range(r.nodes)]))
+    postgres = _median(runs, lambda r: ms(r, ["postgres"]) if r.system in POSTGRES_SETUPS else None)
+    if nodes is None:
+        return "—"
+    return f"{nodes:.1f} / " + ("—" if postgres is None else f"{postgres:.1f}")
+
+
+def _per_message(runs: list[Run]) -> str:
+    """PostgreSQL's commits, WAL fsyncs and WAL kilobytes per message (medians), or — without postgres."""
+    figures = [_median(runs, lambda r, k=key: r.postgres[k] / r.messages if r.postgres else None)
+               for key in ("commits", "wal_syncs", "wal_bytes")]
+    if figures[0] is None:
+        return "—"
+    commits, syncs, wal = figures
+    return f"{commits:.1f} / {syncs:.2f} / {wal / 1024:.1f}"
+
+
+def node_rows(rep: Report) -> list[list[str]]:
+    """One node on sqlite, one node and two nodes on one postgres queue: a row each per scenario."""
+    rows = []
+    for sessions, size in rep.scenarios():
+        base = rep.find_all("mailpipe", sessions, size)
+        for system, label in NODE_SETUPS.items():
+            runs = rep.find_all(system, sessions, size)
+            if not runs:
+                continue
+            rows.append([f"{sessions} × {size_text(size)}", label, _spread(runs, _intake), _spread(runs, _e2e),
+                         _ratio(_median(runs, _intake), _median(base, _intake)),
+                         _ratio(_median(runs, _e2e), _median(base, _e2e)),
+                         _spread(runs, lambda r: max(r.node_rss_kib, default=None), _mb), _cpu_per_message(runs),
+                         _per_message(runs)])
+    return rows
+
+
+CPU_HEADERS = ["sessions × size", "run", "relay (each node)", "postgres", "smtp-source", "smtp-sink", "bench",
+               "other jobs", "machine busy", "1-min load"]
+
+
+def cpu_rows(rep: Report) -> list[list[str]]:
+    """Cores busy on average during each system's runs (median over the rounds), by process tree."""
+    rows = []
+
+    def cores(runs: list[Run], name: str) -> str:
+        v = _median(runs, lambda r: r.cores(name))
+        return "—" if v is None else f"{v:.2f}"
+
+    for sessions, size in rep.scenarios():
+        for system in rep.systems():
+            runs = [r for r in rep.find_all(system, sessions, size) if r.cpu and not r.error]
+            if not runs:
+                continue
+            nodes = max(r.nodes for r in runs)
+            relay = (" + ".join(cores(runs, f"node{i + 1}") for i in range(nodes)) if nodes
+                     else cores(runs, "relay") if system == "postfix" else "—")
+            rows.append([f"{sessions} × {size_text(size)}", RUN_LABELS.get(system, system), relay,
+                         cores(runs, "postgres"), cores(runs, "smtp-source"), cores(runs, "smtp-sink"),
+                         cores(runs, "bench"), cores(runs, "other"), cores(runs, "machine"),
+                         _spread(runs, lambda r: r.load1, lambda v: "—" if v is None else f"{v:.2f}")])
     return rows
 
 
@@ -113,6 +248,7 @@ SCALING_HEADERS = ["already queued", "store() one at a time (median / p95)", "st
 
 
 def scaling_rows(rep: Report) -> list[list[str]]:
+    """The queue scaling figures: one row per queue size."""
     rows = []
     for s in rep.scaling:
         claim = s.get("claim") or {}
@@ -130,73 +266,36 @@ def scaling_rows(rep: Report) -> list[list[str]]:
     return rows
 
 
+def _tables(rep: Report) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, headers, rows) of every table this report has."""
+    out = []
+    relay = relay_rows(rep)
+    if relay:
+        out.append((f"Relay on loopback: {rep.messages:,} messages per run, smtp-source → relay → smtp-sink "
+                    "(msg/s; ratio = mailpipe / Postfix)", RELAY_HEADERS, relay))
+    nodes = node_rows(rep)
+    if any(r.system in POSTGRES_SETUPS for r in rep.runs):
+        out.append(("mailpipe: one node on sqlite, one and two nodes on one postgres queue (msg/s)",
+                    NODE_HEADERS, nodes))
+    cpu = cpu_rows(rep)
+    if cpu:
+        out.append(("Cores busy on average during the runs (CPU seconds ÷ wall time)", CPU_HEADERS, cpu))
+    if rep.scaling:
+        out.append((f"Queue scaling (SqliteQueue, {size_text(rep.scaling_body)} bodies)", SCALING_HEADERS,
+                    scaling_rows(rep)))
+    return out
+
+
 def print_report(rep: Report, console: Console) -> None:
-    if rep.runs:
-        t = Table(title=f"Relay on loopback: {rep.messages:,} messages per run, smtp-source → relay → smtp-sink "
-                        "(msg/s; ratio = mailpipe / Postfix)")
-        for h in RELAY_HEADERS:
-            t.add_column(h, justify="right" if h != "sessions × size" else "left")
-        for row in relay_rows(rep):
+    """The tables, on the terminal."""
+    for title, headers, rows in _tables(rep):
+        t = Table(title=title)
+        for h in headers:
+            t.add_column(h, justify="left" if h in ("sessions × size", "mailpipe", "run") else "right")
+        for row in rows:
             t.add_row(*row)
         console.print(t)
-        for r in rep.runs:
-            if r.error:
-                console.print(f"[red]{r.system} {r.sessions} × {_size(r.size)}: {r.error}[/red]")
-    if rep.scaling:
-        t = Table(title=f"Queue scaling (SqliteQueue, {_size(rep.scaling_body)} bodies)")
-        for h in SCALING_HEADERS:
-            t.add_column(h, justify="right")
-        for row in scaling_rows(rep):
-            t.add_row(*row)
-        console.print(t)
+    for r in rep.runs:
+        if r.error:
+            console.print(f"[red]{r.system} {r.sessions} × {size_text(r.size)} (round {r.round}): {r.error}[/red]")
     console.print(f"load average before {rep.load_before}, after {rep.load_after}")
-
-
-def _md_table(headers: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out) + "\n"
-
-
-def write_markdown(rep: Report, path: Path) -> None:
-    m = rep.machine
-    parts = [
-        "# Benchmark results\n",
-        f"Written by `python -m bench.run` on {m['date']}. Command: `{rep.command}`. "
-        "See bench/README.md for what each figure means.\n",
-        "## Machine\n",
-        "\n".join(f"- {k}: {v}" for k, v in m.items() if k != "date") + "\n",
-        f"- load average (1, 5, 15 min): {rep.load_before} before, {rep.load_after} after\n",
-    ]
-    if rep.notes:
-        parts.append("\n".join(f"> {n}" for n in rep.notes) + "\n")
-    if rep.runs:
-        conn = "keeps its connection (`smtp-source -d`)" if rep.reuse else "opens a connection per message"
-        parts += [
-            "## Relay: mailpipe and Postfix side by side\n",
-            f"{rep.messages:,} messages per run, `smtp-source` → relay → `smtp-sink`, all on loopback; "
-            f"each session {conn}. "
-            "Rates in messages/s: *intake* = messages ÷ time until smtp-source has its last 250 and exits; "
-            "*end-to-end* = messages ÷ time until the sink has counted them all; *sink ceiling* = smtp-source "
-            "straight into smtp-sink. Ratios are mailpipe ÷ Postfix. A fresh relay, queue and sink for every run.\n",
-            _md_table(RELAY_HEADERS, relay_rows(rep)),
-            f"Targets (20 × 4 KB): intake ratio ≥ {TARGET_INTAKE}×, end-to-end ratio ≥ {TARGET_E2E}×, "
-            f"mailpipe peak RSS < {TARGET_RSS_MB} MB.\n",
-        ]
-        errors = [f"- {r.system} {r.sessions} × {_size(r.size)}: {r.error}" for r in rep.runs if r.error]
-        if errors:
-            parts.append("Failures:\n\n" + "\n".join(errors) + "\n")
-    if rep.scaling:
-        parts += [
-            "## Queue scaling\n",
-            f"`SqliteQueue` opened on a file already holding N deferred messages ({_size(rep.scaling_body)} body "
-            "each, due in 1 h to 2 days), in a fresh process. `store()` of new messages one at a time (each with "
-            "its own commit and fsync) and 20 in flight (group commit); `claim_due()` (limit 20) until every new "
-            "message is claimed; `next_due()`; the process's peak RSS. Flat rows mean the due lookup never scans "
-            "the queue and bodies are not held in memory.\n",
-            _md_table(SCALING_HEADERS, scaling_rows(rep)),
-        ]
-    if rep.profile_files:
-        parts += ["## Profile\n", "py-spy recordings (git-ignored): " + ", ".join(
-            f"`{p}`" for p in rep.profile_files) + ".\n"]
-    path.write_text("\n".join(parts))

@@ -7,14 +7,18 @@ For each number of sessions (1, 20) and message size (4 KB, 100 KB):
 1. ``smtp-source`` straight into ``smtp-sink``: the sink's ceiling;
 2. ``smtp-source`` → a private Postfix relaying to ``smtp-sink``;
 3. ``smtp-source`` → ``pipeline serve`` (smarthost to ``smtp-sink``);
+4. with ``--postgres``: ``pipeline serve`` on a postgres queue (a private PostgreSQL
+   cluster, a fresh database per run), and two such nodes on one queue, listening on
+   127.0.0.1 and 127.0.0.2, each fed by its own ``smtp-source`` with half the sessions;
 
-each with a fresh sink, relay and queue. Intake rate = messages ÷ time until
-smtp-source has exited (after its last 250 and QUIT); end-to-end rate =
-messages ÷ time until the sink has counted them all. Then the queue scaling
-measurements (queue_scaling.py). One table is printed and written to
-bench/RESULTS.md with the machine's description; raw figures go to
-bench/results/ (git-ignored). ``--profile`` adds one more mailpipe run (20
-sessions × 4 KB, not in the table) under py-spy.
+each with a fresh sink, relay and queue, ``--repeat`` times (the rounds interleaved).
+Intake rate = messages ÷ time until the last smtp-source has exited (after its last
+250 and QUIT); end-to-end rate = messages ÷ time until the sink has counted them
+all. Every run also accounts for the CPU each process tree used (bench/cpu.py).
+Then the queue scaling measurements (queue_scaling.py). The tables are printed and
+written to bench/RESULTS.md (or one ``--section`` of it) with the machine's
+description; raw figures go to bench/results/ (git-ignored). ``--profile`` adds one
+more run (20 sessions × 4 KB, not in the table) under py-spy.
 """
 
 from __future__ import annotations
@@ -37,15 +41,13 @@ from tests.peers.net import PeerError
 from tests.peers.service import RUNNING
 
 from . import queue_scaling
-from .common import BENCH_DIR, RESULTS_DIR, BenchError, install_signal_handlers
+from .common import BENCH_DIR, RESULTS_DIR, install_signal_handlers
 from .machine import loadavg, machine
-from .mailpipe_relay import MailpipeRelay
-from .postfix_relay import PostfixRelay
-from .postfix_tools import SMTP_SINK, SMTP_SOURCE, SmtpSink, SmtpSource
-from .report import Report, Run, print_report, write_markdown
-from .spy_profile import PySpy, py_spy_path, summarise
-
-SYSTEMS = ("sink", "postfix", "mailpipe")
+from .markdown import write_markdown
+from .postfix_tools import SMTP_SINK, SMTP_SOURCE
+from .relay_runs import DEFAULT_SYSTEMS, MAILPIPE_SYSTEMS, SYSTEMS, Bench
+from .report import POSTGRES_SETUPS, Report, print_report
+from .spy_profile import py_spy_path, summarise
 
 
 def _ints(text: str) -> list[int]:
@@ -60,6 +62,7 @@ def _ints(text: str) -> list[int]:
 
 
 def parse_args() -> argparse.Namespace:
+    """The command line (see bench/README.md)."""
     ap = argparse.ArgumentParser(prog="python -m bench.run",
                                  description="mailpipe vs Postfix relay benchmark, and queue scaling.")
     ap.add_argument("--messages", type=int, help="messages per run (default 5000; 1000 with --quick)")
@@ -67,20 +70,31 @@ def parse_args() -> argparse.Namespace:
                     help="1,000 messages per run, queue scaling up to 100,000 (about 2 minutes)")
     ap.add_argument("--sessions", default="1,20", help="comma-separated smtp-source session counts (1,20)")
     ap.add_argument("--sizes", default="4K,100K", help="comma-separated message sizes (4K,100K)")
-    ap.add_argument("--systems", default=",".join(SYSTEMS), help="which of sink,postfix,mailpipe to run")
+    ap.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS),
+                    help=f"which of {','.join(SYSTEMS)} to run (default {','.join(DEFAULT_SYSTEMS)})")
+    ap.add_argument("--postgres", action="store_true",
+                    help="add postgres,postgres-2nodes to --systems: mailpipe on a private PostgreSQL queue, "
+                         "one node and two nodes")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds of every run, interleaved; cells show the median and the spread (default 1)")
     ap.add_argument("--scaling-sizes", help="queued messages for queue scaling (100,100000,1000000; "
                     "100,10000,100000 with --quick)")
     ap.add_argument("--scaling-body", type=int, default=4096, help="body size of the pre-filled messages")
     ap.add_argument("--no-relay", action="store_true", help="skip the relay runs")
     ap.add_argument("--no-scaling", action="store_true", help="skip queue scaling")
     ap.add_argument("--profile", action="store_true",
-                    help="one extra mailpipe run (20 × 4 KB) under py-spy; results in bench/results/")
+                    help="one extra run (20 × 4 KB) of --profile-system under py-spy; results in bench/results/")
+    ap.add_argument("--profile-system", default="mailpipe", choices=tuple(MAILPIPE_SYSTEMS),
+                    help="the system --profile records, every node of it (default mailpipe)")
     ap.add_argument("--new-connection-per-message", action="store_true",
                     help="smtp-source without -d: one connection per message instead of one per session")
     ap.add_argument("--timeout", type=float, help="bound for each phase of a run, seconds "
                     "(default max(120, messages/10))")
     ap.add_argument("--note", action="append", default=[], help="a line to add to RESULTS.md (repeatable)")
     ap.add_argument("--output", type=Path, default=BENCH_DIR / "RESULTS.md")
+    ap.add_argument("--section", metavar="TITLE",
+                    help="write the report as the section '## TITLE' of --output (replacing a section of that "
+                         "title, else appended), keeping the rest of the file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary work directory (logs, queues)")
     args = ap.parse_args()
     args.messages = args.messages or (1000 if args.quick else 5000)
@@ -88,105 +102,15 @@ def parse_args() -> argparse.Namespace:
     args.session_list = _ints(args.sessions)
     args.size_list = _ints(args.sizes)
     args.system_list = [s.strip() for s in args.systems.split(",") if s.strip()]
+    if args.postgres:
+        args.system_list += [s for s in POSTGRES_SETUPS if s not in args.system_list]
     for s in args.system_list:
         if s not in SYSTEMS:
             ap.error(f"unknown system {s!r}; choose from {', '.join(SYSTEMS)}")
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     args.phase_timeout = args.timeout or max(120.0, args.messages / 10)
     return args
-
-
-def _label(system: str, sessions: int, size: int) -> str:
-    shown = f"{size // 1024} KB" if size % 1024 == 0 else f"{size} B"
-    return f"{system:<8} {sessions:>2} × {shown}"
-
-
-class Bench:
-    """The relay runs of one bench invocation, each shown as a progress task."""
-
-    def __init__(self, args: argparse.Namespace, progress: Progress, workroot: Path) -> None:
-        self.args = args
-        self.progress = progress
-        self.workroot = workroot
-        self.profile_files: list[str] = []
-
-    def run_one(self, system: str, sessions: int, size: int, *, profile: bool = False) -> Run:
-        """One run of ``system`` (sink, postfix or mailpipe): its figures, or the reason it failed."""
-        args = self.args
-        n = args.messages
-        run = Run(system, sessions, size, n)
-        label = _label(system, sessions, size) + (" (profiled)" if profile else "")
-        task = self.progress.add_task(f"{label}: starting", total=n)
-        workdir = self.workroot / f"{system}-{sessions}-{size}{'-profiled' if profile else ''}"
-        workdir.mkdir(parents=True, exist_ok=True)
-        os.chmod(workdir, 0o755)
-        sink = SmtpSink(log=workdir / "sink.log")
-        relay: PostfixRelay | MailpipeRelay | None = None
-        spies: list[PySpy] = []
-        source: SmtpSource | None = None
-        try:
-            sink.start()
-            if system == "postfix":
-                relay = PostfixRelay(workdir / "postfix", sink.port).start()
-            elif system == "mailpipe":
-                relay = MailpipeRelay(workdir / "mailpipe", sink.port).start()
-            port = relay.port if relay else sink.port
-            tag = f"{sessions}x{size // 1024}k"
-            if profile and isinstance(relay, MailpipeRelay):
-                out = RESULTS_DIR / f"profile-{tag}-intake.speedscope.json"
-                spies.append(PySpy(relay.pid, out).start())
-                time.sleep(0.5)  # py-spy attaches before the first message
-            source = SmtpSource("127.0.0.1", port, messages=n, sessions=sessions, size=size,
-                            reuse=not args.new_connection_per_message, log=workdir / "smtp-source.log").start()
-            t0 = source.started
-            self.progress.update(task, description=f"{label}: intake")
-            deadline = t0 + args.phase_timeout
-            while source.poll() is None:
-                now = time.monotonic()
-                if now > deadline:
-                    raise BenchError(f"smtp-source still running after {args.phase_timeout:.0f}s "
-                                     f"(sink has {sink.count})")
-                if isinstance(relay, MailpipeRelay) and not relay.alive():
-                    raise BenchError(f"pipeline serve died:\n{relay.log_tail()}")
-                self.progress.update(task, completed=sink.count)
-                time.sleep(0.005)
-            if source.proc.returncode != 0:
-                raise BenchError(f"smtp-source exited {source.proc.returncode}: {source.output().strip()[-600:]}")
-            run.intake_s = source.ended - t0
-            if spies:  # second recording for the drain; the first one is written in the background
-                spies[0].proc.send_signal(2)
-                spies.append(PySpy(relay.pid, RESULTS_DIR / f"profile-{tag}-drain.speedscope.json").start())
-            self.progress.update(task, description=f"{label}: draining to the sink")
-            deadline = source.ended + args.phase_timeout
-            while sink.count < n:
-                now = time.monotonic()
-                if now > deadline:
-                    raise BenchError(f"the sink has {sink.count} of {n} messages {args.phase_timeout:.0f}s "
-                                     "after intake ended")
-                if isinstance(relay, MailpipeRelay) and not relay.alive():
-                    raise BenchError(f"pipeline serve died:\n{relay.log_tail()}")
-                self.progress.update(task, completed=sink.count)
-                time.sleep(0.002)
-            run.e2e_s = time.monotonic() - t0
-            if isinstance(relay, MailpipeRelay):
-                run.peak_rss_kib = relay.peak_rss_kib()
-            self.progress.update(task, completed=n, description=f"{label}: intake {run.intake_rate:,.0f}/s, "
-                                 f"end-to-end {run.e2e_rate:,.0f}/s")
-        except PeerError as exc:  # a BenchError, or a peer that did not start or stop in time
-            run.error = str(exc).splitlines()[0][:300]
-            detail = str(exc)
-            (workdir / "error.txt").write_text(detail)
-            self.progress.console.print(f"[red]{label}: {detail[:2000]}[/red]")
-            self.progress.update(task, description=f"{label}: FAILED")
-        finally:
-            for spy in spies:
-                if spy.stop():
-                    self.profile_files.append(str(spy.out.relative_to(BENCH_DIR.parent)))
-            if source is not None:
-                source.stop()
-            if relay is not None:
-                relay.stop()
-            sink.stop()
-        return run
 
 
 def main() -> int:
@@ -220,15 +144,18 @@ def main() -> int:
         with progress:
             if not args.no_relay:
                 scenarios = [(s, z) for s in args.session_list for z in args.size_list]
-                overall = progress.add_task("relay runs", total=len(scenarios) * len(args.system_list))
-                for sessions, size in scenarios:
-                    for system in args.system_list:
-                        rep.runs.append(bench.run_one(system, sessions, size))
-                        progress.advance(overall)
-                if args.profile and "mailpipe" in args.system_list:
-                    prof = bench.run_one("mailpipe", 20, 4096, profile=True)
-                    rep.notes.append(f"The profiled run (py-spy, not in the table) went at intake "
-                                     f"{(prof.intake_rate or 0):,.0f}/s, end-to-end {(prof.e2e_rate or 0):,.0f}/s.")
+                overall = progress.add_task("relay runs",
+                                            total=len(scenarios) * len(args.system_list) * args.repeat)
+                for round_ in range(1, args.repeat + 1):
+                    for sessions, size in scenarios:
+                        for system in args.system_list:
+                            rep.runs.append(bench.run_one(system, sessions, size, round_=round_))
+                            progress.advance(overall)
+                if args.profile:
+                    prof = bench.run_one(args.profile_system, 20, 4096, profile=True)
+                    rep.notes.append(f"The profiled run of {args.profile_system} (py-spy, not in the table) went at "
+                                     f"intake {(prof.intake_rate or 0):,.0f}/s, end-to-end "
+                                     f"{(prof.e2e_rate or 0):,.0f}/s.")
             if not args.no_scaling:
                 fill = progress.add_task("queue scaling", total=max(args.scaling_sizes))
 
@@ -260,7 +187,7 @@ def main() -> int:
     if interrupted:
         rep.notes.append("INCOMPLETE: the run was interrupted or failed; only finished runs are shown.")
     print_report(rep, console)
-    write_markdown(rep, args.output)
+    write_markdown(rep, args.output, args.section)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (RESULTS_DIR / f"results-{stamp}.json").write_text(json.dumps(
         {"machine": rep.machine, "command": rep.command, "runs": [asdict(r) for r in rep.runs],

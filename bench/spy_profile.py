@@ -14,6 +14,7 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,8 +28,8 @@ PLUMBING = ("thread (", "process ", "<module> ", "BaseEventLoop.run_forever ", "
 
 
 def py_spy_path() -> str | None:
-    """Where py-spy is installed (None: it is not)."""
-    return shutil.which("py-spy")
+    """Where py-spy is installed: on PATH or next to this Python (a venv's bin); None: it is not."""
+    return shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
 
 
 class PySpy(Service):
@@ -130,7 +131,5 @@ def summarise(path: Path, top: int = 25) -> str:
 
 
 if __name__ == "__main__":
-    import sys
-
     for arg in sys.argv[1:]:
         print(summarise(Path(arg)))

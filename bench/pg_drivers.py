@@ -1,15 +1,16 @@
 """Which PostgreSQL driver for the postgres queue: psycopg 3 (async, psycopg-pool) or asyncpg?
 
-Not a test: run it by hand (as root, with .ci/install-postgres.sh done)::
+Run it from the repository root (as root, with .ci/install-postgres.sh done)::
 
-    .venv/bin/pip install asyncpg   # not a dependency of mailpipe
-    .venv/bin/python -m tests.postgres.bench_drivers [--messages 2000] [--size 4096]
+    pip install asyncpg   # not a dependency of mailpipe; without it, --drivers psycopg
+    python -m bench.pg_drivers [--messages 2000] [--size 4096] [--rounds 2] [--drivers psycopg,asyncpg]
 
 It starts a private cluster, and with each driver (pool of 10 connections) stores messages
 from 20 concurrent tasks (one transaction each: message row, body as bytea, two recipients;
 synchronous_commit on), then claims them one batch at a time with ``FOR UPDATE SKIP LOCKED``
 (batches of 10) and prints stores per second and the claim latency (median, p95).
 The schema is a cut-down copy of the backend's, so the numbers compare the drivers, not the SQL.
+The figures and the choice are in docs/scale-out.md ("Measured sizing figures").
 """
 
 from __future__ import annotations
@@ -17,17 +18,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
-import asyncpg
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from tests.peers.postgres import PostgresPeer
+
+from .pg_cluster import cluster_main
 
 SCHEMA = """
 CREATE TABLE messages (id text PRIMARY KEY, sender text NOT NULL, created double precision NOT NULL,
@@ -109,6 +109,8 @@ async def bench_psycopg(dsn: str, messages: int, body: bytes) -> tuple[float, li
 
 async def bench_asyncpg(dsn: str, messages: int, body: bytes) -> tuple[float, list[float]]:
     """asyncpg, its own pool of 10."""
+    import asyncpg  # noqa: PLC0415 - optional: only this bench needs it
+
     pool = await asyncpg.create_pool(dsn, min_size=10, max_size=10)
     try:
         async def store(mid: str, data: bytes) -> None:
@@ -141,23 +143,33 @@ def fresh(peer: PostgresPeer) -> str:
     return dsn
 
 
-def main() -> None:
-    """Start a private cluster, bench both drivers (twice each, alternating), print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--size", type=int, default=4096)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
+DRIVERS: dict[str, Callable[[str, int, bytes], Awaitable[tuple[float, list[float]]]]] = {
+    "psycopg": bench_psycopg, "asyncpg": bench_asyncpg}
+
+
+def compare(peer: PostgresPeer, args: argparse.Namespace) -> None:
+    """Bench each driver ``args.rounds`` times, alternating, on a fresh database each; print the figures."""
     body = b"x" * args.size
-    with PostgresPeer(Path(tempfile.mkdtemp(prefix="bench-pg-")) / "pg") as peer:
-        for round_ in range(args.rounds):
-            for name, bench in (("psycopg", bench_psycopg), ("asyncpg", bench_asyncpg)):
-                rate, lat = asyncio.run(bench(fresh(peer), args.messages, body))
-                lat.sort()
-                print(f"round {round_ + 1} {name:8s} store {rate:7.0f}/s  claim of 10: median "
-                      f"{statistics.median(lat):5.2f} ms  p95 {lat[int(len(lat) * 0.95)]:5.2f} ms "
-                      f"({len(lat)} claims)")
-        peer.remove()
+    unknown = set(args.drivers.split(",")) - set(DRIVERS)
+    if unknown:
+        raise SystemExit(f"unknown driver(s) {', '.join(sorted(unknown))}; choose from {', '.join(DRIVERS)}")
+    for round_ in range(args.rounds):
+        for name in args.drivers.split(","):
+            rate, lat = asyncio.run(DRIVERS[name](fresh(peer), args.messages, body))
+            lat.sort()
+            print(f"round {round_ + 1} {name:8s} store {rate:7.0f}/s  claim of 10: median "
+                  f"{statistics.median(lat):5.2f} ms  p95 {lat[int(len(lat) * 0.95)]:5.2f} ms "
+                  f"({len(lat)} claims)", flush=True)
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of every driver (default 2)")
+    parser.add_argument("--drivers", default="psycopg,asyncpg", help="comma-separated: psycopg, asyncpg")
+
+
+def main() -> None:
+    """Start a private cluster, bench the drivers (alternating), print the figures."""
+    cluster_main("python -m bench.pg_drivers", __doc__.splitlines()[0], compare, _options)
 
 
 if __name__ == "__main__":
