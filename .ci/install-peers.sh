@@ -6,7 +6,7 @@
 # port 25 or 110.
 set -euo pipefail
 
-PACKAGES=(postfix dovecot-core dovecot-pop3d dnsmasq-base swaks dnsutils)
+PACKAGES=(postfix dovecot-core dovecot-pop3d dnsmasq-base swaks dnsutils nmap)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -185,6 +185,8 @@ class IntakeHandler:
         if services.outage.ended():
             services.events.emit("queue.available", "the queue takes messages again")
         log.info("%s: accepted from %s <%s> for %d recipient(s), %d bytes", queue_id, info.peer,
-                 message.sender, len(message.recipients), message.size)
+                 message.sender, len(message.recipients), message.size,
+                 extra={"fields": {"message": queue_id, "sender": message.sender, "client": info.peer,
+                                   "nrcpt": len(message.recipients), "size": message.size}})
         services.stored(message)
         return f"250 2.0.0 Ok: queued as {queue_id}"

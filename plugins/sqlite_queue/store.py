@@ -52,6 +52,15 @@ class SqliteQueue(QueueBackend):
         self._finished: set[str] = set()  # ended by record(): release() has nothing to do
         self._stored_attributes: dict[str, str] = {}  # as claimed, so record() rewrites them only if changed
 
+    @property
+    def location(self) -> str:
+        """The queue file (the queue commands and the startup log line name it)."""
+        return str(self.path)
+
+    async def exists(self) -> bool:
+        """Whether the queue file is there (the queue commands refuse to create one)."""
+        return self.path.exists()
+
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _run(self, fn: Callable[[sqlite3.Connection], Any], *, write: bool = False,
@@ -165,7 +174,7 @@ class SqliteQueue(QueueBackend):
 
     async def delete(self, message_ids: list[str]) -> int:
         """``pipeline queue delete``: remove messages undelivered; how many went."""
-        return await self._run(partial(admin.delete, ids=message_ids), write=True)
+        return await self._run(partial(admin.delete, ids=message_ids, now=time.time()), write=True)
 
     # -- logs ---------------------------------------------------------------------------------
 
