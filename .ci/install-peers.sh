@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the real programs the test peers run (tests/peers/): Postfix, Dovecot
-# (core + pop3d), dnsmasq, swaks and dig. Idempotent: does nothing when all are
+# (core + pop3d), dnsmasq, swaks, dig and nmap. Idempotent: does nothing when all are
 # there. The system-wide Postfix and Dovecot services are not started (the
 # tests run private instances on loopback ports), and nothing is left bound to
 # port 25 or 110.
@@ -13,7 +13,7 @@ postfix_answers() {
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 }
 ensure_packages install-peers --no-services --before postfix_answers \
-    postfix dovecot-core dovecot-pop3d dnsmasq-base swaks dnsutils
+    postfix dovecot-core dovecot-pop3d dnsmasq-base swaks dnsutils nmap
 
 # Whatever happened before (another installer, a boot with systemd), the
 # system-wide instances must not run: stop them through their own tools.
@@ -35,5 +35,5 @@ if command -v ss >/dev/null 2>&1; then
     fi
 fi
 
-require_commands install-peers postfix postqueue dovecot doveadm dnsmasq swaks dig script
+require_commands install-peers postfix postqueue dovecot doveadm dnsmasq swaks dig script nmap
 echo "install-peers: ok ($(postconf -d -h mail_version 2>/dev/null | sed 's/^/postfix /'), dovecot $(dovecot --version | cut -d' ' -f1), $(dnsmasq --version | head -1 | cut -d' ' -f1-3))"

@@ -1,30 +1,37 @@
 """Loading configuration: YAML file -> ``${ENV}`` substitution -> pydantic -> plugin options.
 
-Every mistake is refused before anything starts, as a ``ConfigError`` whose
-text names the file, the key path (``chain[0].smarthost.port``) and what was
-expected.
+Every mistake is refused before anything starts, as one ``ConfigError`` whose lines
+(one per problem, all of them at once) name the file, the key path
+(``chain[0].smarthost.port``) and what was expected, in mailpipe's words
+(``configerrors.py``). Every file the configuration names (certificates, keys, CA
+bundles) is checked here too (``settings.CaFile`` and friends), so ``pipeline check``
+and ``pipeline serve`` refuse the same configurations.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from . import configerrors
+from .configfile import EMBEDDED, Loc, Problem, key_path, read_yaml, refuse, substitute_env
 from .errors import ConfigError
-from .plugin import Plugin
+from .paths import resolve
 from .registry import load_plugin
-from .settings import Settings
-from .tlsfiles import server_tls_context
+from .settings import Settings, chain_entries
 
-EMBEDDED = "<embedded default>"
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+if TYPE_CHECKING:
+    from .plugin import Plugin
+
+__all__ = ["EMBEDDED", "LoadedConfig", "PluginSpec", "QUEUE_KEYS", "key_path", "load_config"]
+
+QUEUE_KEYS = ("hostname", "state_dir", "queue")
+"""The top-level keys the queue commands read (``load_config(only_queue=True)``)."""
+
 ENTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 """What a chain entry's ``name:`` may be (it appears in routes, logs and the message log)."""
 
@@ -47,7 +54,7 @@ class PluginSpec:
 
 @dataclass(frozen=True)
 class LoadedConfig:
-    """A validated configuration ready to run."""
+    """A validated configuration ready to run (``chain`` is empty when only the queue was loaded)."""
 
     settings: Settings
     source: str
@@ -57,131 +64,88 @@ class LoadedConfig:
     raw: dict[str, Any]
 
 
-def key_path(loc: tuple[Any, ...] | list[Any]) -> str:
-    """``('chain', 0, 'smarthost', 'port')`` -> ``chain[0].smarthost.port``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-def _format_validation(source: str, prefix: tuple[Any, ...], err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        loc = [p for p in e["loc"] if not (isinstance(p, str) and ("function-" in p or p.startswith("[")))]
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], dict | list):
-            msg = f"{msg} (got {e['input']!r})"
-        lines.append(f"{source}: {key_path(prefix + tuple(loc))}: {msg}")
-    return "\n".join(lines)
-
-
-def substitute_env(value: Any, source: str, loc: tuple[Any, ...] = ()) -> Any:
-    """Replace ``${VAR}`` (or ``${VAR:-default}``) in every string of the tree."""
-    if isinstance(value, dict):
-        return {k: substitute_env(v, source, loc + (k,)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [substitute_env(v, source, loc + (i,)) for i, v in enumerate(value)]
-    if isinstance(value, str) and "${" in value:
-
-        def repl(m: re.Match[str]) -> str:
-            name, default = m.group(1), m.group(2)
-            if name in os.environ:
-                return os.environ[name]
-            if default is not None:
-                return default
-            raise ConfigError(f"{source}: {key_path(loc)}: environment variable {name} is not set")
-
-        return _ENV.sub(repl, value)
-    return value
-
-
-def read_yaml(path: Path | None) -> tuple[dict[str, Any], str, Path]:
-    """Read the config file (or the embedded default when ``path`` is None)."""
-    if path is None:
-        text = resources.files("mailpipe.core").joinpath("default.yaml").read_text()
-        source, base = EMBEDDED, Path.cwd()
-    else:
-        source, base = str(path), Path(path).resolve().parent
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{source}: cannot read config file: {exc.strerror or exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{source}: not a UTF-8 text file ({exc.reason})") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of settings at the top level, got {type(data).__name__}")
-    return data, source, base
-
-
-def _plugin_spec(
-    entry: dict[str, Any], loc: tuple[Any, ...], source: str, settings: Settings | None = None
-) -> PluginSpec:
+def _plugin_spec(entry: Any, loc: Loc, context: dict[str, Any]) -> tuple[PluginSpec | None, list[Problem]]:
+    """Validate one ``{name: options}`` entry with its plugin's ``Options``; the spec or the problems."""
     (name, options), = entry.items()
     try:
         cls = load_plugin(str(name))
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {key_path(loc)}: {exc}") from exc
+        return None, [Problem(loc, str(exc))]
+    if options is not None and not isinstance(options, dict):
+        return None, [Problem(loc + (name,), f"expected the options of {name} as a mapping (key: value), "
+                                             f"got {type(options).__name__}")]
     instance = str(name)
     if isinstance(options, dict) and "name" in options and "name" not in cls.Options.model_fields:
         options = dict(options)
         given = options.pop("name")
         if not isinstance(given, str) or not ENTRY_NAME.fullmatch(given):
-            raise ConfigError(f"{source}: {key_path(loc + (name, 'name'))}: expected an entry name of letters, "
-                              f"digits, '.', '_' and '-' such as smarthost-big, got {given!r}")
+            return None, [Problem(loc + (name, "name"), f"expected an entry name of letters, digits, '.', '_' "
+                                                        f"and '-' such as {name}-big, got {given!r}")]
         instance = given
     try:
-        # The context lets a plugin check its options against the rest of the config (e.g. accounts).
-        validated = cls.Options.model_validate(options or {}, context={"settings": settings})
+        # The context lets a plugin check its options against the rest of the config (e.g. accounts)
+        # and find the files it names (relative to the config file's folder).
+        validated = cls.Options.model_validate(options or {}, context=context)
     except ValidationError as exc:
-        raise ConfigError(_format_validation(source, loc + (name,), exc)) from exc
-    return PluginSpec(instance, cls, validated, key_path(loc + (name,)), str(name))
+        return None, configerrors.problems(exc, cls.Options, loc + (name,))
+    return PluginSpec(instance, cls, validated, key_path(loc + (name,)), str(name)), []
 
 
-def _check_listeners(settings: Settings, source: str, base: Path) -> None:
-    """Resolve listener certificate paths and load them now, so a bad file is a config error."""
-    for i, spec in enumerate(settings.listen):
-        if spec.tls == "none":
-            continue
-        spec.cert = spec.cert if spec.cert is None or spec.cert.is_absolute() else base / spec.cert
-        spec.key = spec.key if spec.key is None or spec.key.is_absolute() else base / spec.key
+def _entries(data: dict[str, Any], settings: Settings | None, only_queue: bool) -> tuple[Any, list[tuple[int, Any]]]:
+    """The queue entry and the (index, chain entry) pairs to validate: from the settings, or (when those
+    were refused) every entry of the file whose shape allows it, so the plugins' own mistakes are
+    reported too."""
+    if settings is not None:
+        return settings.queue, ([] if only_queue else list(enumerate(settings.chain)))
+    queue = data.get("queue", {"sqlite": {}})
+    queue = queue if isinstance(queue, dict) and len(queue) == 1 else None
+    chain = data.get("chain", [])
+    if only_queue or not isinstance(chain, list):
+        return queue, []
+    found = []
+    for i, item in enumerate(chain):
         try:
-            server_tls_context(spec)
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: listen[{i}]: {exc}") from exc
+            found += [(i, entry) for entry in chain_entries([item])]
+        except ValueError:
+            continue
+    return queue, found
 
 
-def load_config(path: str | Path | None = None) -> LoadedConfig:
-    """Load and validate a config file (``None``: the embedded default)."""
+def load_config(path: str | Path | None = None, *, only_queue: bool = False) -> LoadedConfig:
+    """Load and validate a config file (``None``: the embedded default); ConfigError listing every problem.
+
+    ``only_queue`` (the queue, log, events and stats commands) reads only ``hostname``,
+    ``state_dir`` and ``queue``: the chain is not validated (it comes back empty), so those
+    commands work while a chain plugin's settings are wrong.
+    """
     raw, source, base = read_yaml(Path(path) if path is not None else None)
-    data = substitute_env(raw, source)
+    data = {k: v for k, v in raw.items() if k in QUEUE_KEYS} if only_queue else raw
+    data, env_problems = substitute_env(data)
+    problems: list[Problem] = []
+    settings: Settings | None = None
     try:
-        settings = Settings.model_validate(data)
+        settings = Settings.model_validate(data, context={"base_dir": base})
     except ValidationError as exc:
-        raise ConfigError(_format_validation(source, (), exc)) from exc
-    if not settings.state_dir.is_absolute():
-        settings.state_dir = base / settings.state_dir
-    _check_listeners(settings, source, base)
-    queue = _plugin_spec(settings.queue, ("queue",), source)
-    chain = [_plugin_spec(entry, ("chain", i), source, settings) for i, entry in enumerate(settings.chain)]
-    names = [c.name for c in chain]
+        problems += configerrors.problems(exc, Settings)
+    context = {"settings": settings, "base_dir": base}
+    queue_entry, chain = _entries(data, settings, only_queue)
+    queue: PluginSpec | None = None
+    if queue_entry is not None:
+        queue, found = _plugin_spec(queue_entry, ("queue",), context)
+        problems += found
+    specs: list[PluginSpec] = []
+    for i, entry in chain:
+        spec, found = _plugin_spec(entry, ("chain", i), context)
+        problems += found
+        if spec is not None:
+            specs.append(spec)
+    names = [spec.name for spec in specs]
     for dup in sorted({n for n in names if names.count(n) > 1}):
-        raise ConfigError(f"{source}: chain: plugin {dup!r} is listed more than once; give each entry its "
-                          f"own name, e.g. - {dup}: {{name: {dup}-2, ...}}")
-    return LoadedConfig(settings, source, base, queue, chain, raw)
+        problems.append(Problem(("chain",), f"plugin {dup!r} is listed more than once; give each entry its own "
+                                            f"name, e.g. - {dup}: {{name: {dup}-2, ...}}"))
+    # A variable that is not set is the one problem at its key: what the unset value led to is not.
+    problems = env_problems + [p for p in problems if not any(p.within(e.loc) for e in env_problems)]
+    if problems or settings is None or queue is None:
+        raise refuse(source, problems or [Problem(("queue",), "expected exactly one queue backend")])
+    settings.state_dir = resolve(settings.state_dir, base)
+    return LoadedConfig(settings, source, base, queue, specs, raw)

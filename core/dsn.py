@@ -25,6 +25,7 @@ from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime, make_msgid
 
+from .durations import human_duration
 from .errors import Reply
 
 FAILED = "failed"
@@ -98,17 +99,6 @@ def explain(status: str) -> str:
     fallback = ("the receiving system could not take the message for now" if cls == "4"
                 else "the receiving system refused the message")
     return _MEANINGS.get(rest) or _SUBJECTS.get(subject) or fallback
-
-
-def human_duration(seconds: float) -> str:
-    """``216000`` -> ``2 days 12 hours``: the two largest units, for people."""
-    left = int(round(seconds))
-    parts = []
-    for name, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
-        n, left = divmod(left, size)
-        if n:
-            parts.append(f"{n} {name}{'s' if n != 1 else ''}")
-    return " ".join(parts[:2]) or "0 seconds"
 
 
 def _date(t: float) -> str:

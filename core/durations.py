@@ -39,6 +39,17 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+def human_duration(seconds: float) -> str:
+    """``216000`` -> ``2 days 12 hours``: the two largest units, for people (reports, ``pipeline stats``)."""
+    left = int(round(seconds))
+    parts = []
+    for name, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        n, left = divmod(left, size)
+        if n:
+            parts.append(f"{n} {name}{'s' if n != 1 else ''}")
+    return " ".join(parts[:2]) or "0 seconds"
+
+
 def parse_size(value: object) -> int:
     """Return bytes for a size written ``10M``, ``512K``, ``1G`` or a plain number."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:

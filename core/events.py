@@ -57,7 +57,7 @@ class Events:
     def emit(self, kind: str, text: str, *, level: str = "info", store: bool = True, **data: Any) -> Event:
         """Log an event, keep it in the event log (unless ``store`` is false) and tell observers."""
         event = Event(self.clock.now(), kind, text, level, data, self.node)
-        log.log(_LEVELS.get(level, logging.INFO), "%s: %s", kind, text)
+        log.log(_LEVELS.get(level, logging.INFO), "%s: %s", kind, text, extra={"event": kind, "fields": data})
         if store and self._store is not None:
             self._store(event)
         if self._observe is not None:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from . import control
+from .about import version
 from .clock import Clock, SystemClock
 from .collect.service import Collector
 from .collect.status import MailboxStatus
@@ -168,10 +170,10 @@ class Gateway:
         runtime = self.runtime
         self.events.emit(
             "gateway.started",
-            f"mailpipe started: {self.config.source}, listening on "
-            f"{', '.join(s.address for s in runtime.settings.listen)}, chain: "
+            f"mailpipe {version()} started (pid {os.getpid()}): config {self.config.source}, queue "
+            f"{self.queue.location}, listening on {', '.join(s.address for s in runtime.settings.listen)}, chain: "
             f"{', '.join(p.instance_name for p in runtime.plugins) or '(empty)'}",
-            config=self.config.source,
+            config=self.config.source, version=version(), pid=os.getpid(), queue=self.queue.location,
         )
 
     async def stop(self) -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
-
-from pydantic import SecretStr
+from typing import TYPE_CHECKING, Any
 
 from .errors import Reply
+
+if TYPE_CHECKING:  # only an annotation here: the queue commands import this module without pydantic
+    from pydantic import SecretStr
 
 
 class RecipientState(StrEnum):

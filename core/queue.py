@@ -204,6 +204,22 @@ class DeliveryQueue(ABC):
     async def read_body(self, message_id: str) -> bytes:
         """The stored message bytes; ``QueueError`` if the message has none (finished or deleted)."""
 
+    @property
+    def location(self) -> str:
+        """Where the queue lives, for people (a file path; a database named without its password).
+
+        Shown by the queue commands and in the startup log line. The default is the class name.
+        """
+        return type(self).__name__
+
+    async def exists(self) -> bool:
+        """Whether the store is already there, so that ``open`` would not create it (called before ``open``).
+
+        The administration commands refuse a queue that does not exist rather than create an
+        empty one: a mistyped ``state_dir`` must not look like an empty queue. The default says yes.
+        """
+        return True
+
     def subscribe(self, wake: Callable[[], None]) -> None:  # noqa: B027
         """Called once by the gateway at start: call ``wake`` when another process made mail due.
 

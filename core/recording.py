@@ -106,8 +106,9 @@ class Recorder:
                 kind, level = "message.bounced" if (d and d.notify) else "message.dropped", "warning"
             self.events.emit(
                 kind, f"{message.id}: <{r.recipient}> {r.outcome.value} via {r.route}: {r.reply}",
-                level=level, store=level != "info", message=message.id, recipient=r.recipient,
-                remote=r.remote_host, route=r.route, duration=r.duration, queued_for=now - message.created,
+                level=level, store=level != "info", message=message.id, sender=message.sender, recipient=r.recipient,
+                remote=r.remote_host, remote_addr=r.remote_addr, route=r.route, duration=r.duration,
+                queued_for=now - message.created, dsn=r.reply.enhanced,
             )
         if expired:
             self.events.emit(

@@ -2,29 +2,44 @@
 
 Built-in plugins are registered in mailpipe's own pyproject.toml exactly as a
 third-party package registers its plugins, so they are found the same way.
+Finding them imports nothing of the plugins; ``Installed.load`` imports the class.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
-from .plugin import Plugin
+
+if TYPE_CHECKING:
+    from .plugin import Plugin
 
 GROUP = "mailpipe.plugins"
 
 
 @dataclass(frozen=True)
 class Installed:
-    """One installed plugin: its YAML name, entry point and distribution."""
+    """One installed plugin: its YAML name and entry point; its distribution's name and version on demand."""
 
     name: str
     entry_point: EntryPoint
-    distribution: str
+
+    @property
+    def distribution(self) -> str:
+        """The name of the distribution that registers the plugin (read from its metadata)."""
+        return self.entry_point.dist.name if self.entry_point.dist is not None else "?"
+
+    @property
+    def version(self) -> str:
+        """The version of that distribution (``pipeline plugins``)."""
+        return self.entry_point.dist.version if self.entry_point.dist is not None else "?"
 
     def load(self) -> type[Plugin]:
         """Import the plugin class; a broken import is reported with the plugin's name."""
+        from .plugin import Plugin
+
         try:
             cls = self.entry_point.load()
         except Exception as exc:  # noqa: BLE001 - any import failure is reported the same way
@@ -38,15 +53,27 @@ def installed() -> dict[str, Installed]:
     """All installed plugins by name."""
     found: dict[str, Installed] = {}
     for ep in entry_points(group=GROUP):
-        dist = ep.dist.name if ep.dist is not None else "?"
-        found.setdefault(ep.name, Installed(ep.name, ep, dist))
+        found.setdefault(ep.name, Installed(ep.name, ep))
     return found
+
+
+def unknown_plugin(name: str, known: list[str]) -> str:
+    """``unknown plugin 'smarthots' (did you mean 'smarthost'? installed: ...)``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown plugin {name!r} ({hint}installed: {', '.join(sorted(known)) or 'none'})"
+
+
+def find(name: str) -> Installed:
+    """The installed plugin called ``name``; ConfigError naming the nearest and the known ones if none."""
+    plugins = installed()
+    if name not in plugins:
+        raise ConfigError(unknown_plugin(name, list(plugins)))
+    return plugins[name]
 
 
 def load_plugin(name: str) -> type[Plugin]:
     """The plugin class installed under ``name``; ConfigError naming the known ones if none."""
-    plugins = installed()
-    if name not in plugins:
-        known = ", ".join(sorted(plugins)) or "none"
-        raise ConfigError(f"unknown plugin {name!r} (installed: {known})")
-    return plugins[name].load()
+    return find(name).load()

@@ -85,12 +85,18 @@ def build_runtime(config: LoadedConfig, context: PluginContext,
     return Runtime(config, context, tuple(plugins), Chain(plugins)), fresh
 
 
-async def open_queue(config: LoadedConfig, context: PluginContext | None = None) -> QueueBackend:
-    """Open the queue backend named by ``config.queue`` (and nothing else); the caller closes it."""
+async def queue_backend(config: LoadedConfig, context: PluginContext | None = None) -> QueueBackend:
+    """The queue backend named by ``config.queue``, not opened yet (its plugin's ``open_queue`` hook)."""
     context = context or make_context(config)
     plugin = config.queue.cls(config.queue.options, context, instance_name=config.queue.name)
     backend = await Chain([plugin]).first("open_queue", context=context)
     if backend is None:
         raise ConfigError(f"queue plugin {config.queue.name!r} did not provide a queue")
+    return backend
+
+
+async def open_queue(config: LoadedConfig, context: PluginContext | None = None) -> QueueBackend:
+    """Open the queue backend named by ``config.queue`` (and nothing else); the caller closes it."""
+    backend = await queue_backend(config, context)
     await backend.open()
     return backend

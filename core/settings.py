@@ -7,14 +7,25 @@ see ``config.py`` for how the two are put together.
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .durations import parse_duration, parse_size
+from .files import FileKind, file_problem, pair_problem
+from .paths import default_state_dir, resolve
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds, written in config as ``30s``, ``15m``, ``4h``, ``2d`` (or a number of seconds)."""
@@ -23,6 +34,45 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 """Bytes, written in config as ``10M``, ``512K`` (or a number of bytes)."""
 
 TlsMode = Literal["none", "starttls", "implicit"]
+
+
+def base_dir(info: ValidationInfo) -> Path | None:
+    """The config file's folder from the validation context (the loader gives it; None: files are not checked)."""
+    context = info.context if isinstance(info.context, dict) else {}
+    base = context.get("base_dir")
+    return base if isinstance(base, Path) else None
+
+
+def _checked(kind: FileKind) -> AfterValidator:
+    def check(value: Path, info: ValidationInfo) -> Path:
+        base = base_dir(info)
+        if base is None:
+            return value
+        path = resolve(value, base)
+        problem = file_problem(path, kind)
+        if problem:
+            raise ValueError(problem)
+        return path
+
+    return AfterValidator(check)
+
+
+CaFile = Annotated[Path, _checked("ca")]
+"""A PEM file of CA certificates; when loaded from a file it is made absolute and checked (exists, readable, PEM)."""
+
+CertFile = Annotated[Path, _checked("cert")]
+"""A PEM certificate (chain) file, made absolute and checked at load like ``CaFile``."""
+
+KeyFile = Annotated[Path, _checked("key")]
+"""A PEM private key file, made absolute and checked at load like ``CaFile``."""
+
+
+def check_pair(cert: Path | None, key: Path | None, info: ValidationInfo) -> None:
+    """At load (a base folder in the context): ValueError unless ``cert`` and ``key`` load as one identity."""
+    if cert is not None and key is not None and base_dir(info) is not None:
+        problem = pair_problem(cert, key)
+        if problem:
+            raise ValueError(problem)
 
 
 class Strict(BaseModel):
@@ -57,8 +107,8 @@ class ListenSpec(Strict):
 
     address: str
     tls: TlsMode = "none"
-    cert: Path | None = None
-    key: Path | None = None
+    cert: CertFile | None = None
+    key: KeyFile | None = None
     require_auth: bool = False
 
     @model_validator(mode="before")
@@ -73,11 +123,13 @@ class ListenSpec(Strict):
         return value
 
     @model_validator(mode="after")
-    def _tls_needs_cert(self) -> ListenSpec:
+    def _tls_needs_cert(self, info: ValidationInfo) -> ListenSpec:
         if self.cert is not None and self.tls == "none":
             self.tls = "starttls"
         if self.tls != "none" and (self.cert is None or self.key is None):
             raise ValueError(f"tls: {self.tls} needs both cert and key")
+        if self.tls != "none":
+            check_pair(self.cert, self.key, info)
         return self
 
     @property
@@ -115,17 +167,34 @@ class RelaySettings(Strict):
     @classmethod
     def _networks(cls, value: Any) -> Any:
         if isinstance(value, list):
-            return [ipaddress.ip_network(str(v), strict=False) if isinstance(v, str) else v for v in value]
+            for v in value:
+                if not isinstance(v, str | ipaddress.IPv4Network | ipaddress.IPv6Network):
+                    shown = str(v).lower() if isinstance(v, bool) else v  # as YAML writes it
+                    raise ValueError(f"expected networks such as 192.0.2.0/24 or 2001:db8::/32, got {shown}")
+            return [ipaddress.ip_network(v, strict=False) if isinstance(v, str) else v for v in value]
         return value
 
 
 class IntakeSettings(Strict):
-    """Limits of the SMTP intake."""
+    """Limits of the SMTP intake.
+
+    ``max_connections_per_client`` caps the connections of one client address (Postfix's
+    ``smtpd_client_connection_count_limit``; never more than ``max_connections``).
+    ``data_timeout`` is the whole time one message's DATA may take, however steadily it trickles
+    (``timeout`` is the idle time between two reads). A client address with ``max_auth_failures``
+    failed logins within ``auth_failure_window`` is cut (``421``); each failure is answered after
+    ``auth_failure_delay`` times the number of that address's recent failures.
+    """
 
     max_message_size: Size = 50 * 1024 * 1024
     max_recipients: int = Field(1000, ge=1)
     max_connections: int = Field(200, ge=1)
+    max_connections_per_client: int = Field(50, ge=1)
     timeout: Duration = 300.0
+    data_timeout: Duration = Field(600.0, gt=0)
+    max_auth_failures: int = Field(10, ge=1)
+    auth_failure_window: Duration = Field(900.0, gt=0)
+    auth_failure_delay: Duration = Field(1.0, ge=0)
 
 
 class DeliverySettings(Strict):
@@ -161,7 +230,7 @@ class Pop3Settings(Strict):
     server: str
     port: int | None = Field(None, ge=1, le=65535)
     tls: TlsMode = "implicit"
-    ca_file: Path | None = None
+    ca_file: CaFile | None = None
     verify: bool = True
     apop: bool = False
     xoauth2: bool = False
@@ -325,18 +394,33 @@ class Account(Strict):
 
 
 class LogSettings(Strict):
-    """Logging of the gateway process."""
+    """Logging of the gateway process (standard error): ``level``, and ``format`` ``text`` or ``json``.
+
+    ``text`` is one line per record with ``key=value`` fields (id, from, to, relay, delay, dsn,
+    status, ...); ``json`` is one JSON object per line for log shippers (see ``core/logs.py``).
+    """
 
     level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
 
 
-def default_state_dir() -> Path:
-    """``$MAILPIPE_STATE_DIR``, else /var/lib/mailpipe for root, else ~/.local/state/mailpipe."""
-    if env := os.environ.get("MAILPIPE_STATE_DIR"):
-        return Path(env)
-    if os.geteuid() == 0:
-        return Path("/var/lib/mailpipe")
-    return Path.home() / ".local" / "state" / "mailpipe"
+def chain_entries(value: Any) -> Any:
+    """``chain:`` items as one-key mappings (a bare plugin name gets no options); ValueError for other shapes."""
+    if not isinstance(value, list):
+        return value
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            out.append({item: None})
+        elif isinstance(item, dict) and len(item) == 1:
+            out.append(item)
+        else:
+            import yaml
+
+            written = yaml.safe_dump(item, default_flow_style=True, width=10**6).strip()
+            raise ValueError(f"each chain entry is one plugin name, optionally with its options; chain[{i}] is "
+                             f"{written[:120]}")
+    return out
 
 
 PluginEntry = dict[str, dict[str, Any] | None]
@@ -373,17 +457,7 @@ class Settings(Strict):
     @field_validator("chain", mode="before")
     @classmethod
     def _chain_entries(cls, value: Any) -> Any:
-        if not isinstance(value, list):
-            return value
-        out = []
-        for item in value:
-            if isinstance(item, str):
-                out.append({item: None})
-            elif isinstance(item, dict) and len(item) == 1:
-                out.append(item)
-            else:
-                raise ValueError("each chain entry is one plugin name, optionally with its options")
-        return out
+        return chain_entries(value)
 
     @field_validator("accounts")
     @classmethod

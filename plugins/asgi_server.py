@@ -96,7 +96,8 @@ class AppServer:
         if self._task.done():
             sock.close()
             raise ConfigError(f"cannot serve on {self.host}:{self.port}: {self._task.exception()!r}")
-        log.info("serving http%s://%s:%d/", "s" if self.cert else "", self.host, self.port)
+        # Each plugin logs its own address under its own logger (console, metrics): this is the detail.
+        log.debug("serving http%s://%s:%d/", "s" if self.cert else "", self.host, self.port)
 
     async def stop(self) -> None:
         if self.live.get((self.host, self.port)) is self:

@@ -15,16 +15,22 @@ and time in UTC (``2024-05-01`` or ``2024-05-01T10:00``).
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..durations import format_duration, parse_duration
-from .options import config_option, json_option, load
+from ..durations import format_duration, human_duration, parse_duration
+from .options import config_option, json_option
 from .output import echo_json, timestamp
 from .runner import with_queue
+
+if TYPE_CHECKING:
+    from ..adminqueue import AdminQueue
+
+T = TypeVar("T")
 
 OUTCOMES = ["delivered", "deferred", "bounced", "expired", "dropped", "temporary", "permanent"]
 ACTIONS = ["delivered", "deferred", "bounced", "expired", "dropped"]
@@ -55,6 +61,11 @@ _since_option = click.option("--since", metavar="WHEN",
                              help="from this long ago (30m, 2h, 7d) or this UTC date/time (2024-05-01T10:00)")
 
 
+async def read(target: AdminQueue, rows: Awaitable[T]) -> tuple[T, str]:
+    """What a command read from the queue, and where the queue is (the commands name it)."""
+    return await rows, target.queue.location
+
+
 def _what(action: str, outcome: str) -> str:
     """``bounced (permanent)``; just ``delivered`` when both say the same."""
     return outcome if not action or action == outcome else f"{action} ({outcome})"
@@ -82,12 +93,12 @@ def log_cmd(ctx: click.Context, message_id: str | None, sender: str | None, reci
     """The message log: every delivery attempt of every recipient, oldest first."""
     filters: dict[str, Any] = {"message": message_id, "sender": sender, "recipient": recipient,
                                "since": parse_since(since, time.time()), "outcome": outcome}
-    rows = with_queue(load(ctx), lambda q: q.attempts(limit=limit, **filters))
+    rows, location = with_queue(ctx, lambda target: read(target, target.queue.attempts(limit=limit, **filters)))
     if as_json:
         echo_json([{**asdict(a), "reply": _reply(a.code, a.enhanced, a.text)} for a in rows])
         return
     if not rows:
-        click.echo("no attempts match")
+        click.echo(f"no attempts match (queue {location})")
         return
     for a in rows:
         host = ""
@@ -111,12 +122,13 @@ def events_cmd(ctx: click.Context, since: str | None, kind: str | None, level: s
                as_json: bool) -> None:
     """The event log of the gateway itself, oldest first."""
     start = parse_since(since, time.time())
-    rows = with_queue(load(ctx), lambda q: q.events(since=start, limit=limit, kind=kind, level=level))
+    rows, location = with_queue(ctx, lambda target: read(
+        target, target.queue.events(since=start, limit=limit, kind=kind, level=level)))
     if as_json:
         echo_json([asdict(e) for e in rows])
         return
     if not rows:
-        click.echo("no events match")
+        click.echo(f"no events match (queue {location})")
         return
     for e in rows:
         click.echo(f"{timestamp(e.time)}  {e.level:7}  {e.kind:22}  {e.text}")
@@ -130,12 +142,10 @@ def events_cmd(ctx: click.Context, since: str | None, kind: str | None, level: s
 @click.pass_context
 def stats_cmd(ctx: click.Context, since: str, as_json: bool) -> None:
     """Counts per outcome over a period, queue depth and the oldest queued message."""
-    from ..dsn import human_duration
-
     now = time.time()
     start = parse_since(since, now)
     assert start is not None
-    st = with_queue(load(ctx), lambda q: q.stats(since=start, now=now))
+    st, location = with_queue(ctx, lambda target: read(target, target.queue.stats(since=start, now=now)))
     outcomes = {a: st.outcomes.get(a, 0) for a in ACTIONS}
     outcomes.update({k: v for k, v in st.outcomes.items() if k not in outcomes})
     data = {
@@ -158,7 +168,7 @@ def stats_cmd(ctx: click.Context, since: str, as_json: bool) -> None:
     click.echo(f"  messages received: {st.received} (of which {st.notifications} delivery reports)")
     click.echo(f"queue: {st.queue_depth} message(s)"
                + (" (" + ", ".join(f"{n} {s}" for s, n in sorted(st.recipients.items())) + " recipients)"
-                  if st.recipients else ""))
+                  if st.recipients else "") + f" in {location}")
     if st.oldest is not None:
         click.echo(f"  oldest: arrived {timestamp(st.oldest)} UTC, {human_duration(now - st.oldest)} ago")
     if st.next_attempt:

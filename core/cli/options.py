@@ -1,5 +1,5 @@
 """What every command shares: ``-c/--config FILE`` before or after the command name, ``--json``,
-and loading the configuration (``error: ...`` and exit status 2 when it is refused).
+and loading the configuration (one ``error: ...`` line per problem and exit status 2 when it is refused).
 """
 
 from __future__ import annotations
@@ -40,17 +40,23 @@ def config_path(ctx: click.Context) -> str | None:
     return obj.get(_KEY) if isinstance(obj, dict) else None
 
 
-def load(ctx: click.Context) -> LoadedConfig:
+def report(kind: str, text: str) -> None:
+    """Print ``text`` on standard error, each of its lines as ``<kind>: <line>`` (``error``, ``warning``)."""
+    for line in str(text).splitlines() or [""]:
+        click.echo(f"{kind}: {line}", err=True)
+
+
+def load(ctx: click.Context, *, only_queue: bool = False) -> LoadedConfig:
     """The validated configuration named by ``-c`` (or the embedded default).
 
-    A refused configuration prints ``error: <file>: <key path>: <what was expected>`` on
-    standard error and exits with status 2.
+    A refused configuration prints one ``error: <file>: <key path>: <what was expected>`` line
+    per problem on standard error and exits with status 2. ``only_queue``: see ``load_config``.
     """
     from ..config import load_config
     from ..errors import ConfigError
 
     try:
-        return load_config(config_path(ctx))
+        return load_config(config_path(ctx), only_queue=only_queue)
     except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
+        report("error", str(exc))
         ctx.exit(2)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def installed_rows() -> list[dict[str, Any]]:
-    """One row per installed plugin, by name: distribution, class, hooks implemented, description.
+    """One row per installed plugin, by name: distribution and its version, class, hooks implemented, description.
 
     A plugin whose class cannot be loaded is listed with no hooks and ``BROKEN: <why>``.
     """
@@ -31,7 +31,8 @@ def installed_rows() -> list[dict[str, Any]]:
     hook_names = {n for n in dir(hookspecs) if getattr(getattr(hookspecs, n), "mailpipe_spec", None)}
     rows = []
     for name, inst in sorted(installed().items()):
-        row: dict[str, Any] = {"name": name, "distribution": inst.distribution, "class": inst.entry_point.value}
+        row: dict[str, Any] = {"name": name, "distribution": inst.distribution, "version": inst.version,
+                               "class": inst.entry_point.value}
         try:
             cls = inst.load()
         except ConfigError as exc:
@@ -70,9 +71,9 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
         return
     mark_width = max([len(", ".join(r["used_as"])) for r in rows] + [9]) if used is not None else 0
     if used is not None:
-        click.echo(f"{'IN CONFIG':{mark_width}} {'PLUGIN':12} {'DISTRIBUTION':18} HOOKS")
+        click.echo(f"{'IN CONFIG':{mark_width}} {'PLUGIN':12} {'DISTRIBUTION':18} {'VERSION':9} HOOKS")
     for row in rows:
         mark = "" if used is None else f"{', '.join(row['used_as']) or '-':{mark_width}} "
-        click.echo(f"{mark}{row['name']:12} {row['distribution']:18} {', '.join(row['hooks'])}")
+        click.echo(f"{mark}{row['name']:12} {row['distribution']:18} {row['version']:9} {', '.join(row['hooks'])}")
         if row["description"]:
             click.echo(f"{'':{len(mark)}}{'':12} {row['description']}")

@@ -15,6 +15,7 @@ import click
 from .options import config_option, json_option, load
 from .output import echo_json
 from .runner import run
+from .survey import built
 
 if TYPE_CHECKING:
     from ..chain import Chain
@@ -35,9 +36,9 @@ async def dry_run(config: LoadedConfig, address: str, sender: str) -> list[dict[
     """One row per route (recipients, plugin, kind, destination and the plugin's facts), then the unrouted."""
     from ..ids import new_queue_id
     from ..message import Message, Recipient
-    from ..runtime import build_runtime, make_context
+    from ..runtime import make_context
 
-    runtime, _ = build_runtime(config, make_context(config))
+    runtime = built(config, make_context(config))
     message = Message(new_queue_id(), sender, [Recipient(address)], time.time())
     routes, unrouted = await runtime.chain.route(message, [address])
     rows: list[dict[str, Any]] = []

@@ -1,7 +1,8 @@
 """Running a command's coroutine, and opening only the queue for the commands that read or change it.
 
 Errors that mean "cannot do this" end the command with ``error: ...`` on standard error:
-a ``ConfigError`` with exit status 2, a ``QueueError`` (corrupt, locked, newer version) with 1.
+a ``ConfigError`` with exit status 2, a ``QueueError`` (missing, corrupt, locked, newer
+version) with 1.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from .options import config_path, report
+
 if TYPE_CHECKING:
-    from ..config import LoadedConfig
-    from ..queue import QueueBackend
+    from ..adminqueue import AdminQueue
 
 T = TypeVar("T")
 
@@ -38,20 +40,21 @@ def run(coro: Coroutine[Any, Any, T], *, fast_loop: bool = False) -> T:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             return runner.run(coro)
     except (ConfigError, QueueError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        report("error", str(exc))
         sys.exit(2 if isinstance(exc, ConfigError) else 1)
 
 
-def with_queue(config: LoadedConfig, action: Callable[[QueueBackend], Awaitable[T]]) -> T:
-    """Open the configuration's queue backend alone (no chain plugin is built), run ``action`` on it, close it."""
+def with_queue(ctx: click.Context, action: Callable[[AdminQueue], Awaitable[T]]) -> T:
+    """Open the configuration's queue alone (``adminqueue``: no chain plugin is built, a missing queue is
+    refused, not created), run ``action`` on it, close it."""
 
     async def body() -> T:
-        from ..runtime import open_queue
+        from ..adminqueue import open_admin_queue
 
-        queue = await open_queue(config)
+        target = await open_admin_queue(config_path(ctx))
         try:
-            return await action(queue)
+            return await action(target)
         finally:
-            await queue.close()
+            await target.queue.close()
 
     return run(body())

@@ -81,6 +81,8 @@ async def admit(services: IntakeServices, runtime: Runtime, message: Message, da
         log.info("%s: from %s was queued before; not queued again", message.id, peer)
         return Admission(Reply(250, "2.0.0", "Ok: queued before"))
     log.info("%s: accepted from %s <%s> for %d recipient(s), %d bytes", message.id, peer,
-             message.sender, len(message.recipients), message.size)
+             message.sender, len(message.recipients), message.size,
+             extra={"fields": {"message": message.id, "sender": message.sender, "client": peer,
+                               "nrcpt": len(message.recipients), "size": message.size}})
     services.stored(message)
     return Admission(Reply(250, "2.0.0", f"Ok: queued as {message.id}"), stored=True)

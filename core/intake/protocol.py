@@ -1,6 +1,6 @@
 """``GatewaySMTP``: aiosmtpd's SMTP protocol with the gateway's changes, every private override in one place.
 
-aiosmtpd has no public hooks for these, so this class overrides private names of
+aiosmtpd has no public hooks for some of these, so this class overrides private names of
 ``aiosmtpd.smtp.SMTP``. They are tested against the pinned range of aiosmtpd in
 pyproject.toml (``tests/core/test_aiosmtpd_overrides.py`` fails loudly when an upgrade
 renames or reshapes one of them). Each override says what it changes and why:
@@ -12,21 +12,37 @@ renames or reshapes one of them). Each override says what it changes and why:
   goes through aiosmtpd's own parser;
 - ``smtp_DATA`` (public command, but it uses the private ``_reader`` stream and
   ``_set_post_data_state``): reads the message in 64 KB chunks (``data.py``) instead of
-  line by line — the dominant intake cost for larger messages;
+  line by line — the dominant intake cost for larger messages — within
+  ``intake.data_timeout`` for the whole message (then ``421`` and close: a client
+  trickling a byte a second no longer holds its slot for ever);
 - ``connection_made``/``connection_lost``/``eof_received`` (public asyncio protocol
-  methods): the connection limit answered with 421, and the session table.
+  methods): the connection limits (all clients, and per client address) answered with
+  421, the session table, and a client that closed or half-closed its side gives its
+  slot back at once (aiosmtpd would keep the half-open session until ``timeout``);
+- ``push`` (public): the lines of a multi-line reply (``250-...``) are held back and
+  written together with the reply's last line, in one send: scanners that read a reply
+  per segment (nmap's smtp-open-relay, smtpsmug) no longer read one reply behind;
+- ``smtp_STARTTLS`` (public command): a second STARTTLS inside TLS is answered ``503``
+  (RFC 3207) instead of stacking TLS on TLS;
+- ``handle_exception`` (public): a failed TLS handshake is one warning line (client
+  address and reason) instead of aiosmtpd's ERROR traceback;
+- ``auth_PLAIN``/``auth_LOGIN`` (public mechanism methods, replaced): the password is
+  checked by ``RelayLogin`` (auth.py) off the event loop and guessing is slowed and cut.
 """
 
 from __future__ import annotations
 
 import asyncio
+import binascii
 import logging
 import re
+from base64 import b64decode
 from collections.abc import Callable
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, TLSSetupException, syntax
 
+from .auth import RelayLogin
 from .data import read_data
 
 log = logging.getLogger("mailpipe.intake")
@@ -41,47 +57,86 @@ PRIVATE_NAMES = ("_call_handler_hook", "_getaddr", "_reader", "_set_post_data_st
 
 
 class ConnectionSlots:
-    """Counts open intake connections against a limit; the sessions table follows them.
+    """Counts open intake connections against a limit, in total and per client address; the sessions table follows.
 
-    ``opened(protocol, peer)`` is False when the limit is reached (the caller refuses).
+    ``opened(protocol, peer)`` is None when the connection is counted, else the reason it is
+    refused (the caller answers 421). ``per_client`` is never more than ``limit``.
     """
 
     def __init__(self, limit: int, on_open: Callable[[Any, str], None], on_close: Callable[[Any], None],
-                 on_command: Callable[[Any, str, str | None], None]) -> None:
+                 on_command: Callable[[Any, str, str | None], None], per_client: int | None = None) -> None:
         self.limit = limit
+        self.per_client = min(per_client or limit, limit)
         self.active = 0
+        self.by_client: dict[str, int] = {}
         self.on_open = on_open
         self.on_close = on_close
         self.on_command = on_command
 
-    def opened(self, protocol: Any, peer: str) -> bool:
+    def opened(self, protocol: Any, peer: str) -> str | None:
+        """Count a new connection from ``peer``; None when counted, else why it is refused."""
         if self.active >= self.limit:
-            return False
+            return "Too many connections"
+        if self.by_client.get(peer, 0) >= self.per_client:
+            return f"Too many connections from {peer}"
         self.active += 1
+        self.by_client[peer] = self.by_client.get(peer, 0) + 1
         self.on_open(protocol, peer)
-        return True
+        return None
 
-    def closed(self, protocol: Any) -> None:
+    def closed(self, protocol: Any, peer: str) -> None:
+        """A counted connection from ``peer`` ended: its slot is free again."""
         self.active -= 1
+        left = self.by_client.get(peer, 1) - 1
+        if left > 0:
+            self.by_client[peer] = left
+        else:
+            self.by_client.pop(peer, None)
         self.on_close(protocol)
 
 
-class GatewaySMTP(SMTP):
-    """aiosmtpd's SMTP protocol with a connection limit answered with 421 and a chunked DATA reader."""
+def _handshake_failure(error: BaseException) -> str:
+    """Why a TLS handshake failed, in one short line (the innermost cause of ``error``)."""
+    cause: BaseException = error
+    for _ in range(10):  # bounded: a chain is short, but never trust it to end
+        inner = cause.__cause__ or cause.__context__
+        if inner is None:
+            break
+        cause = inner
+    text = " ".join(str(cause).split())[:200]
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
 
-    def __init__(self, handler: Any, *, slots: ConnectionSlots, **kwargs: Any) -> None:
+
+class GatewaySMTP(SMTP):
+    """aiosmtpd's SMTP protocol with the gateway's limits, chunked DATA reader, one-send replies and relay logins.
+
+    ``data_timeout`` bounds the whole DATA phase of one message; ``relay_login`` checks
+    AUTH PLAIN/LOGIN (None: no relay users, the mechanisms are not offered).
+    """
+
+    def __init__(self, handler: Any, *, slots: ConnectionSlots, data_timeout: float | None = None,
+                 relay_login: RelayLogin | None = None, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._slots = slots
+        self._data_timeout = data_timeout
+        self._relay_login = relay_login
+        self._client = "?"
         self._counted = False
         self._refused = False
+        self._reply_lines: list[bytes] = []
+
+    # -- connection ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if not self._counted and not self._refused:
             peername = transport.get_extra_info("peername")
-            if not self._slots.opened(self, str(peername[0]) if peername else "?"):
+            self._client = str(peername[0]) if peername else "?"
+            refusal = self._slots.opened(self, self._client)
+            if refusal is not None:
                 self._refused = True
-                log.warning("connection from %s refused: %d connections open", peername, self._slots.active)
-                transport.write(f"421 4.7.0 {self.hostname} Too many connections, try again later\r\n".encode())
+                log.warning("connection from %s refused: %s (%d open)", self._client, refusal.lower(),
+                            self._slots.active)
+                transport.write(f"421 4.7.0 {self.hostname} {refusal}, try again later\r\n".encode())
                 transport.close()
                 return
             self._counted = True
@@ -92,13 +147,50 @@ class GatewaySMTP(SMTP):
             return
         if self._counted:
             self._counted = False
-            self._slots.closed(self)
+            self._slots.closed(self, self._client)
         super().connection_lost(error)
 
     def eof_received(self) -> bool | None:
+        """The client closed (or half-closed) its side: end the session now and give its slot back."""
         if self._refused:
             return False
-        return super().eof_received()
+        super().eof_received()  # aiosmtpd cancels the session's command loop here
+        if self.transport is not None:
+            self.transport.close()
+        return False
+
+    # -- replies ------------------------------------------------------------------------
+
+    async def push(self, status: str | bytes) -> None:
+        """Send one reply line; the lines of a multi-line reply go out with its last line, in one send."""
+        line = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") if isinstance(status, str) else status
+        if line[3:4] == b"-":
+            self._reply_lines.append(line + b"\r\n")
+            return
+        if self._reply_lines:
+            line = b"".join(self._reply_lines) + line
+            self._reply_lines.clear()
+        await super().push(line)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A failed TLS handshake: one warning line (client address, reason); anything else as aiosmtpd does."""
+        if isinstance(error, TLSSetupException):
+            log.warning("TLS handshake with %s failed: %s", self._client, _handshake_failure(error))
+            return "454 4.7.0 TLS handshake failed"  # not sent: aiosmtpd closes the connection
+        return await super().handle_exception(error)
+
+    def _encrypted(self) -> bool:
+        if self.session is not None and self.session.ssl is not None:
+            return True
+        return self.transport is not None and self.transport.get_extra_info("ssl_object") is not None
+
+    def _cut(self, reply: str) -> None:
+        """Answer ``reply`` and close the connection (a limit was reached)."""
+        if self.transport is not None:
+            self.transport.write(f"{reply}\r\n".encode())
+            self.transport.close()
+
+    # -- commands -----------------------------------------------------------------------
 
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
         """Override (private): keep the live session table at the SMTP command being handled."""
@@ -113,6 +205,15 @@ class GatewaySMTP(SMTP):
             return super()._getaddr(arg)
         return m.group(1), arg.lstrip()[m.end():].lstrip()
 
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        """STARTTLS as aiosmtpd does it, but a second one inside TLS gets 503 (RFC 3207 section 4.2)."""
+        if self._encrypted():
+            await self.push("503 5.5.1 Error: TLS already active")
+            return
+        await super().smtp_STARTTLS(arg)
+
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         """DATA as aiosmtpd does it, but reading the message in chunks from the private ``_reader``."""
         if await self.check_helo_needed():
@@ -127,7 +228,14 @@ class GatewaySMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        result = await read_data(self._reader, size_limit=self.data_size_limit, on_progress=self._reset_timeout)
+        try:
+            async with asyncio.timeout(self._data_timeout):
+                result = await read_data(self._reader, size_limit=self.data_size_limit,
+                                         on_progress=self._reset_timeout)
+        except TimeoutError:
+            log.warning("DATA from %s not finished within %.0fs: connection closed", self._client, self._data_timeout)
+            self._cut(f"421 4.4.2 {self.hostname} Error: timeout exceeded, closing connection")
+            return
         if result is None:  # the client went away in the middle
             if self.transport is not None:
                 self.transport.close()
@@ -140,3 +248,66 @@ class GatewaySMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
+
+    # -- relay logins (AUTH) ------------------------------------------------------------
+
+    async def auth_PLAIN(self, _: object, args: list[str]) -> AuthResult:
+        """AUTH PLAIN (RFC 4616), initial response or challenge; the check is ``RelayLogin``'s."""
+        if self._auth_refused():
+            return AuthResult(success=False, handled=True)
+        if len(args) == 1:
+            blob = await self.challenge_auth("")
+            if blob is MISSING:  # aborted or not base64: challenge_auth has answered 501
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = b64decode(args[1].encode(), validate=True)
+            except (binascii.Error, ValueError):
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        try:
+            _authz, login, password = blob.split(b"\x00")
+        except ValueError:
+            await self.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        return await self._check_login("PLAIN", login, password)
+
+    async def auth_LOGIN(self, _: object, args: list[str]) -> AuthResult:
+        """AUTH LOGIN, user name with the command or after a challenge; the check is ``RelayLogin``'s."""
+        if self._auth_refused():
+            return AuthResult(success=False, handled=True)
+        if len(args) == 1:
+            login = await self.challenge_auth(self.AuthLoginUsernameChallenge)
+            if login is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                login = b64decode(args[1].encode(), validate=True)
+            except (binascii.Error, ValueError):
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        return await self._check_login("LOGIN", login, password)
+
+    def _auth_refused(self) -> bool:
+        """A client address cut for failed logins gets 421 and is disconnected before it may try again."""
+        if self._relay_login is None or not self._relay_login.cut(self._client):
+            return False
+        self._cut(f"421 4.7.0 {self.hostname} Error: too many failed logins from {self._client}, try again later")
+        return True
+
+    async def _check_login(self, mechanism: str, login: bytes, password: bytes) -> AuthResult:
+        """235 for the right password; else 535 after the slow-down, or 421 and close once the address is cut."""
+        username = login.decode("utf-8", "replace")
+        relay_login = self._relay_login
+        if relay_login is None:
+            return AuthResult(success=False, handled=False)
+        if await relay_login.verify(username, password):
+            return AuthResult(success=True, auth_data=username)
+        if await relay_login.failed(self._client, username, mechanism):
+            self._cut(f"421 4.7.0 {self.hostname} Error: too many failed logins, closing connection")
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False)
+

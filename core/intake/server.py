@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..settings import ListenSpec, Settings
 from ..tlsfiles import server_tls_context
-from .auth import RelayAuthenticator
+from .auth import RelayLogin
 from .handler import IntakeHandler, IntakeServices
 from .protocol import ConnectionSlots, GatewaySMTP
 
@@ -29,16 +29,18 @@ class Intake:
         self.services = services
         self.settings: Settings = services.runtimes.current.settings
         sessions = services.sessions
+        limits = self.settings.intake
         self.slots = ConnectionSlots(
-            self.settings.intake.max_connections,
+            limits.max_connections,
             on_open=lambda proto, peer: sessions.incoming(proto, peer, proto.event_handler.listener),
             on_close=sessions.closed,
             on_command=lambda proto, state, helo: sessions.update(
                 proto, state=state, **({"helo": helo} if helo is not None else {})),
+            per_client=limits.max_connections_per_client,
         )
         self.servers: list[asyncio.base_events.Server] = []
         users = self.settings.relay.users
-        self.authenticator = RelayAuthenticator(users) if users else None
+        self.relay_login = RelayLogin(users, limits) if users else None
 
     @property
     def active(self) -> int:
@@ -60,11 +62,10 @@ class Intake:
         )
         if spec.tls == "starttls":
             kwargs["tls_context"] = tls
-        if self.authenticator is not None:
-            kwargs["authenticator"] = self.authenticator
-        else:
+        if self.relay_login is None:
             kwargs["auth_exclude_mechanism"] = ["LOGIN", "PLAIN"]
-        return lambda: GatewaySMTP(handler, slots=self.slots, **kwargs)
+        return lambda: GatewaySMTP(handler, slots=self.slots, data_timeout=self.settings.intake.data_timeout,
+                                   relay_login=self.relay_login, **kwargs)
 
     async def start(self) -> None:
         """Open every listener; ConfigError (and none left open) when one cannot listen."""

@@ -387,13 +387,17 @@ class QueueConformance:
 
     @scenario
     async def test_delete_removes_messages(self, make_queue: QueueFactory) -> None:
-        """``delete`` removes a message with its body; it counts only messages that were there."""
+        """``delete`` removes a message with its body; it counts only messages that were there, and the
+        statistics still count it as received."""
         async with opened(make_queue) as queue:
             gone = await stored(queue, T0, [BOB])
             kept = await stored(queue, T0 + 1, [CAROL])
             assert await queue.delete([gone.id, "NOSUCHMESSAGE"]) == 1
             assert await queue.delete([]) == 0
+            assert await queue.delete([gone.id]) == 0
             assert await queue.get(gone.id) is None
+            st = await queue.stats(since=T0, now=T0 + 10)
+            assert (st.received, st.queue_depth, st.recipients) == (2, 1, {"pending": 1})
             with pytest.raises(QueueError):
                 await queue.read_body(gone.id)
             assert [s.id for s in await queue.list()] == [kept.id]

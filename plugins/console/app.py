@@ -4,6 +4,7 @@ Outgoing Mail, Internet Mail Accounts. Server-rendered Jinja2 pages; one small s
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -21,15 +22,18 @@ from mailpipe.core.dsn import human_duration
 from mailpipe.core.durations import parse_duration
 from mailpipe.core.plugin import Control, Plugin
 from mailpipe.core.queue import QueueBackend
+from mailpipe.core.queueactions import ACTIONS, Done, perform
 
 from . import charts
+from .messagepage import actions_for, client_facts
 from .options import ConsoleOptions
 from .outgoing import FIELDS, ConfigEditor, SaveError, form_values, plugin_options
-from .security import LoginThrottle, SessionStore, csrf_ok, verify_password
+from .security import LoginThrottle, LoginTokens, SessionStore, csrf_ok, verify_password
 from .yamlfile import digest
 
 HERE = Path(__file__).parent
 COOKIE = "mailpipe_console"
+LOGIN_COOKIE = "mailpipe_login"  # the login form's double-submit token (no server-side state before login)
 STATES = ["pending", "deferred", "held"]
 OUTCOMES = ["delivered", "deferred", "bounced", "expired", "dropped", "temporary", "permanent"]
 LEVELS = ["debug", "info", "warning", "error"]
@@ -60,6 +64,7 @@ class Console:
         self.options: ConsoleOptions = plugin.options  # type: ignore[assignment]
         self.store = SessionStore(self.options.session_timeout)
         self.throttle = LoginThrottle(self.options.login_attempts, self.options.login_pause)
+        self.login_tokens = LoginTokens(self.options.session_timeout)
         self.users = {u.username: u.password_hash for u in self.options.users}
         self.samples: deque[tuple[float, int, float]] = deque(maxlen=24 * 60)
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
@@ -100,9 +105,10 @@ class Console:
         flash = session.flash if session is not None else None
         if session is not None:
             session.flash = None
+        csrf = ctx.pop("csrf", getattr(session, "csrf", ""))  # the login form brings its own token
         html = self.env.get_template(template).render(
             request=request, session=session, user=getattr(session, "user", None), flash=flash,
-            csrf=getattr(session, "csrf", ""), hostname=self.plugin.context.settings.hostname,
+            csrf=csrf, hostname=self.plugin.context.settings.hostname,
             path=request.url.path, **ctx,
         )
         response = HTMLResponse(html, status_code=status, headers=HEADERS)
@@ -122,7 +128,7 @@ class Console:
 
         async def wrapped(request: Request) -> Response:
             session = self.store.get(request.cookies.get(COOKIE))
-            if session is None or session.user is None:
+            if session is None:
                 if request.method == "GET" and not request.url.path.endswith("/live"):
                     return self.redirect("/login")
                 return Response("login needed", status_code=401, headers=HEADERS)
@@ -163,36 +169,43 @@ class Console:
     async def home(self, request: Request, session: Any) -> Response:
         return self.redirect("/queues")
 
+    def login_page(self, request: Request, *, status: int = 200, **ctx: Any) -> Response:
+        """The login form with a fresh signed token, in the form and in its cookie; nothing is stored."""
+        token = self.login_tokens.issue()
+        response = self.render(request, "login.html", None, status=status, csrf=token, **ctx)
+        response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=self.secure(request),
+                            path="/login", max_age=int(self.options.session_timeout))
+        return response
+
     async def login_form(self, request: Request) -> Response:
-        session = self.store.get(request.cookies.get(COOKIE))
-        if session is not None and session.user is not None:
+        if self.store.get(request.cookies.get(COOKIE)) is not None:
             return self.redirect("/queues")
-        return self.render(request, "login.html", session or self.store.new())
+        return self.login_page(request)
 
     async def login(self, request: Request) -> Response:
-        session = self.store.get(request.cookies.get(COOKIE))
         form = await request.form()
-        if not csrf_ok(session, form.get("csrf")):
-            return self.render(request, "login.html", self.store.new(), status=403,
-                               error="The login form expired; please try again.")
+        if not self.login_tokens.valid(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
+            return self.login_page(request, status=403, error="The login form expired; please try again.")
         username, password = str(form.get("username", "")), str(form.get("password", ""))
         client = request.client.host if request.client else "?"
-        keys = (f"user:{username}", f"addr:{client}")
-        if self.throttle.blocked(*keys):
-            self.plugin.log.warning("console login refused for %r from %s: too many failures", username, client)
-            return self.render(request, "login.html", session, status=429,
-                               error="Too many failed logins; try again later.")
+        if self.throttle.blocked(client):
+            self.plugin.log.warning("console login refused from %s: too many failures; user %r", client, username)
+            return self.login_page(request, status=429, error="Too many failed logins; try again later.")
+        if delay := self.throttle.slowdown(username):
+            await asyncio.sleep(delay)  # failures for this name from anywhere slow it down, never lock it
         if not await verify_password(self.users.get(username), password):
-            self.throttle.failed(*keys)
-            self.plugin.log.warning("console login failed for %r from %s", username, client)
-            return self.render(request, "login.html", session, status=401, error="Wrong user name or password.",
-                               username=username)
-        self.throttle.succeeded(*keys)
-        self.store.drop(session.id)
+            self.throttle.failed(client, username)
+            self.plugin.log.warning("console login failed from %s: user %r", client, username)
+            return self.login_page(request, status=401, error="Wrong user name or password.", username=username)
+        self.throttle.succeeded(client, username)
+        previous = self.store.get(request.cookies.get(COOKIE))
+        if previous is not None:
+            self.store.drop(previous.id)
         fresh = self.store.new(username)
         self.plugin.log.info("console login: %s from %s", username, client)
         response = self.redirect("/queues")
         self.set_cookie(request, response, fresh.id)
+        response.delete_cookie(LOGIN_COOKIE, path="/login")
         return response
 
     async def logout(self, request: Request, session: Any) -> Response:
@@ -225,33 +238,33 @@ class Console:
         if detail is None:
             return self.render(request, "notfound.html", session, status=404,
                                what=f"message {request.path_params['message_id']}")
-        return self.render(request, "message.html", session, d=detail, m=detail.message)
+        return self.render(request, "message.html", session, d=detail, m=detail.message,
+                           client=client_facts(detail.client), actions=actions_for(detail.message))
+
+    async def _perform(self, session: Any, action: str, ids: list[str] | None) -> Done:
+        """An administration action by the logged-in user (``console.<action>`` events); wakes delivery."""
+        done = await perform(self.queue, self.plugin.context.events, action, ids, now=self.now(), via="console",
+                             user=session.user, who=f"console user {session.user}")
+        if action in ("retry", "release") and done.acted:
+            self.control.wake(force=True)
+        return done
 
     async def message_action(self, request: Request, session: Any) -> Response:
         mid, action = request.path_params["message_id"], request.path_params["action"]
-        queue, now = self.queue, self.now()
-        if action == "retry":
-            n = await queue.retry_now([mid], now)
-        elif action == "hold":
-            n = await queue.hold([mid])
-        elif action == "release":
-            n = await queue.release_hold([mid], now)
-        elif action == "delete":
-            n = await queue.delete([mid])
-        else:
+        if action not in ACTIONS:
             return Response("unknown action", status_code=404, headers=HEADERS)
-        if action in ("retry", "release"):
-            self.control.wake(force=True)
-        self.plugin.log.info("console: %s %s by %s (%d)", action, mid, session.user, n)
-        self.plugin.context.emit(f"console.{action}", f"{mid}: {action} by console user {session.user}",
-                            message=mid, user=session.user)
-        session.flash = f"{action}: {mid}: {n} recipient(s)" if action != "delete" else f"deleted {mid}"
+        done = await self._perform(session, action, [mid])
+        if done.unknown:
+            return self.render(request, "notfound.html", session, status=404, what=f"message {mid}")
+        if not done.acted:
+            session.flash = f"{action}: {mid}: nothing to {action}"
+            return self.redirect(f"/queues/{mid}")
+        session.flash = f"{action}: {mid}: {done.count} recipient(s)" if action != "delete" else f"deleted {mid}"
         return self.redirect("/queues" if action == "delete" else f"/queues/{mid}")
 
     async def retry_all(self, request: Request, session: Any) -> Response:
-        n = await self.queue.retry_now(None, self.now())
-        self.control.wake(force=True)
-        session.flash = f"retry now: {n} recipient(s) due"
+        done = await self._perform(session, "retry", None)
+        session.flash = f"retry now: {done.count} recipient(s) due"
         return self.redirect("/queues")
 
     # -- logs --------------------------------------------------------------------------------

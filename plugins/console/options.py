@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from mailpipe.core.settings import Duration, RelayUser, Strict, split_host_port
+from mailpipe.core.settings import CertFile, Duration, KeyFile, RelayUser, Strict, check_pair, split_host_port
 
 
 class ConsoleUser(RelayUser):
@@ -24,10 +23,12 @@ class ConsoleOptions(Strict):
     )
     session_timeout: Duration = Field(3600.0, gt=0, description="log out after this long without a request")
     tls: bool = Field(False, description="serve HTTPS with cert and key")
-    cert: Path | None = None
-    key: Path | None = None
-    login_attempts: int = Field(5, ge=1, description="failed logins per user or address before a pause")
-    login_pause: Duration = Field(300.0, gt=0, description="how long logins are refused after too many failures")
+    cert: CertFile | None = None
+    key: KeyFile | None = None
+    login_attempts: int = Field(5, ge=1, description="failed logins per client address before a pause "
+                                                    "(beyond it, failures for one user name only slow its logins)")
+    login_pause: Duration = Field(300.0, gt=0, description="how long an address's logins are refused after too "
+                                                           "many failures")
     refresh: Duration = Field(2.0, gt=0, description="how often the live parts (sessions) refresh")
 
     @field_validator("listen")
@@ -37,11 +38,13 @@ class ConsoleOptions(Strict):
         return value
 
     @model_validator(mode="after")
-    def _tls(self) -> ConsoleOptions:
+    def _tls(self, info: ValidationInfo) -> ConsoleOptions:
         if self.cert is not None and not self.tls:
             self.tls = True
         if self.tls and (self.cert is None or self.key is None):
             raise ValueError("tls: true needs both cert and key")
+        if self.tls:
+            check_pair(self.cert, self.key, info)
         names = [u.username for u in self.users]
         if len(set(names)) != len(names):
             raise ValueError("each console username may appear only once")

@@ -158,6 +158,7 @@ class MetricsPlugin(Plugin):
         host, port = split_host_port(self.opts.listen)
         app = Starlette(routes=[Route("/metrics", self.scrape)])
         self.server = await AppServer.claim(self, host, port, app)
+        self.log.info("metrics on http://%s/metrics", self.opts.listen)
 
     @hookimpl
     async def shutdown(self) -> None:

@@ -3,10 +3,14 @@
 ``OutboundError`` is what the outbound stack raises when a server cannot be
 used: it carries the ``Reply`` that stands for the failure (what the recipients
 get when nothing better comes) and whether the next host may be tried.
+``Scrubber`` takes out of a server's reply text every form of the secrets the
+client sent (a server may echo an AUTH argument in its 535).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ssl
 
 import aiosmtplib
@@ -27,6 +31,63 @@ class OutboundError(Exception):
         self.reply = reply
         self.host = host
         self.next_host = next_host
+
+
+MIN_FORM = 3
+"""Shorter forms of a secret are not scrubbed (they would blank out ordinary words of a reply)."""
+
+
+def _base64_cores(secret: bytes) -> set[str]:
+    """The base64 text of ``secret`` as it appears inside the base64 of *any* longer blob.
+
+    Base64 works in groups of three bytes, so a secret at offset 0, 1 or 2 (mod 3) of a blob
+    shows as one of three texts; the characters that also depend on neighbouring bytes are
+    left out. A server echoing ``AUTH PLAIN`` (``\\0user\\0password``) or an XOAUTH2 blob
+    (``user=...\\x01auth=Bearer TOKEN\\x01\\x01``) in base64 thus shows one of them.
+    """
+    cores = set()
+    for offset in range(3):
+        text = base64.b64encode(b"\0" * offset + secret).decode()
+        start = -(-offset * 8 // 6)  # characters holding bits of the padding before the secret
+        end = (offset + len(secret)) * 8 // 6  # characters made only of the secret's own bits
+        cores.add(text[start:end])
+    return cores
+
+
+class Scrubber:
+    """Replaces every form of the client's secrets in a text with ``***``; call it on reply text.
+
+    ``add_secret`` takes a password or token (scrubbed as itself, and in base64 at any
+    position of a larger blob); ``add_blob`` takes a base64 SASL response exactly as it was
+    sent (scrubbed as sent, and decoded).
+    """
+
+    def __init__(self, secrets: list[str] | None = None) -> None:
+        self._forms: set[str] = set()
+        for secret in secrets or []:
+            self.add_secret(secret)
+
+    def add_secret(self, secret: str | bytes) -> None:
+        """Scrub ``secret`` itself and its base64 forms."""
+        raw = secret.encode() if isinstance(secret, str) else secret
+        if not raw:
+            return
+        self._forms.add(raw.decode("utf-8", "replace"))
+        self._forms.update(_base64_cores(raw))
+
+    def add_blob(self, blob: bytes) -> None:
+        """Scrub a base64 SASL response the client sent, as sent and decoded."""
+        self._forms.add(blob.decode("ascii", "replace"))
+        try:
+            self._forms.add(base64.b64decode(blob, validate=True).decode("utf-8", "replace"))
+        except (binascii.Error, ValueError):
+            pass
+
+    def __call__(self, text: str) -> str:
+        for form in sorted(self._forms, key=len, reverse=True):  # a whole blob before the parts inside it
+            if len(form) >= MIN_FORM:
+                text = text.replace(form, "***")
+        return text
 
 
 def reply_for(exc: BaseException, step: str, host: str) -> Reply:

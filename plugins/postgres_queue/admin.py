@@ -15,6 +15,7 @@ from mailpipe.core.queue import MessageDetail, MessageSummary
 
 from ..sql_queue.filters import summary_filter
 from ..sql_queue.rows import tally
+from .bodies import BodyStore
 from .delivery import ACTIVE, MESSAGE_COLUMNS, message_from_row, recipients_of
 from .logs import POSTGRES, select_attempts
 
@@ -26,6 +27,8 @@ async def get(conn: AsyncConnection[Any], message_id: str) -> MessageDetail | No
     if row is None:
         return None
     recipients = await recipients_of(conn, "WHERE message_id = %s", (message_id,))
+    if not recipients:  # deleted: only its arrival is kept (for the statistics) until it is pruned
+        return None
     attempts = await select_attempts(conn, "WHERE message_id = %s", [message_id], 10_000)
     return MessageDetail(message_from_row(row[:6], recipients), attempts, json.loads(row[6] or "{}"))
 
@@ -77,9 +80,20 @@ async def release_hold(conn: AsyncConnection[Any], ids: list[str] | None, now: f
     return cur.rowcount
 
 
-async def delete(conn: AsyncConnection[Any], ids: list[str]) -> int:
-    """Remove these messages with their recipients and bodies (ON DELETE CASCADE); how many there were."""
+async def delete(conn: AsyncConnection[Any], ids: list[str], bodies: BodyStore, now: float) -> int:
+    """Remove these messages' recipients and bodies; how many messages there were.
+
+    The message row stays as a finished message (no recipients), so the statistics still
+    count it as received; pruning removes it with the rest of the history.
+    """
     if not ids:
         return 0
-    cur = await conn.execute("DELETE FROM messages WHERE id = ANY(%s)", (ids,))
-    return cur.rowcount
+    cur = await conn.execute("SELECT DISTINCT message_id FROM recipients WHERE message_id = ANY(%s)", (ids,))
+    found = [mid for (mid,) in await cur.fetchall()]
+    if not found:
+        return 0
+    await conn.execute("UPDATE messages SET done_at = coalesce(done_at, %s), lease_owner = NULL, lease_until = NULL "
+                       "WHERE id = ANY(%s)", (now, found))
+    await conn.execute("DELETE FROM recipients WHERE message_id = ANY(%s)", (found,))
+    await bodies.remove(conn, found)
+    return len(found)

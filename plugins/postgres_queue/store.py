@@ -88,6 +88,11 @@ class PostgresQueue(CollectedMail, PostgresKeyValue, SqlAdminReads, QueueBackend
         """The database, as it may be shown (no password)."""
         return self.db.where
 
+    @property
+    def location(self) -> str:
+        """The database, as the queue commands and the startup log line show it (no password)."""
+        return self.db.where
+
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _run(self, job: Job[T], *, notify: bool = False, pipeline: bool = False) -> T:
@@ -305,7 +310,7 @@ class PostgresQueue(CollectedMail, PostgresKeyValue, SqlAdminReads, QueueBackend
 
     async def delete(self, message_ids: list[str]) -> int:
         """``pipeline queue delete``: remove messages undelivered; how many went."""
-        return await self._run(partial(admin.delete, ids=list(message_ids)))
+        return await self._run(partial(admin.delete, ids=list(message_ids), bodies=self.bodies, now=time.time()))
 
     async def _changed(self, job: Job[int]) -> int:
         """Run an admin change; when it made anything due, NOTIFY in the same transaction and wake here too."""

@@ -5,7 +5,10 @@
 refused login is a configuration problem, not the message's; and never worth
 trying on the next server) when it cannot. Nothing it raises
 or returns contains the password or token: replies are rebuilt from the
-server's code and a scrubbed text, and exception chains are cut.
+server's code and a scrubbed text, and exception chains are cut. The SASL
+exchange is run here (``execute_command`` with aiosmtplib's encoders) so that
+every blob the client sends — PLAIN, LOGIN, CRAM-MD5, XOAUTH2 — is known to the
+``Scrubber`` before it leaves, in base64 and decoded.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import shlex
 from collections.abc import Awaitable, Callable
 
 import aiosmtplib
+from aiosmtplib.auth import auth_crammd5_verify, auth_login_encode, auth_plain_encode, auth_xoauth2_encode
 
 from mailpipe.core.errors import Reply
 from mailpipe.core.message import Credentials
 
-from ..outbound.replies import OutboundError, reply_for
+from ..outbound.replies import OutboundError, Scrubber, reply_for
 
 #: Password mechanisms in order of preference for ``mechanism: auto`` (strongest first).
 AUTO_ORDER = ("cram-md5", "plain", "login")
@@ -59,28 +63,16 @@ def choose_mechanism(wanted: str, offered: list[str], *, has_token: bool) -> str
     return next((m for m in AUTO_ORDER if m in offered), None)
 
 
-def scrub(text: str, secrets: list[str]) -> str:
-    """``text`` with each secret, and the base64 forms a server could echo, replaced by ``***``."""
-    for secret in secrets:
-        if not secret:
-            continue
-        forms = {secret, base64.b64encode(secret.encode()).decode()}
-        for form in forms:
-            if len(form) >= 3:
-                text = text.replace(form, "***")
-    return text
-
-
-def secrets_of(credentials: Credentials, token: str | None = None) -> list[str]:
-    """Every secret string a reply must not show for this login."""
-    out = []
+def secrets_of(credentials: Credentials, token: str | None = None) -> Scrubber:
+    """A scrubber for every secret a reply must not show for this login (the blobs are added as they are sent)."""
+    scrub = Scrubber()
     if credentials.password is not None:
-        out.append(credentials.password.get_secret_value())
+        scrub.add_secret(credentials.password.get_secret_value())
     if credentials.token is not None:
-        out.append(credentials.token.get_secret_value())
+        scrub.add_secret(credentials.token.get_secret_value())
     if token:
-        out.append(token)
-    return out
+        scrub.add_secret(token)
+    return scrub
 
 
 async def fetch_token(command: list[str] | str, timeout: float) -> str:
@@ -113,7 +105,7 @@ async def fetch_token(command: list[str] | str, timeout: float) -> str:
         why = f"exited with status {proc.returncode}" if proc.returncode else "printed no token"
         detail = " ".join(err.decode("utf-8", "replace").split())[:200]
         if token:
-            detail = scrub(detail, [token])
+            detail = Scrubber([token])(detail)
         raise LoginFailed(Reply(451, "4.7.0", f"token_command {shown!r} {why}" + (f": {detail}" if detail else "")),
                           rejected=False)
     return token
@@ -160,13 +152,13 @@ async def smtp_login(
         token = await token_source()
     elif first == "xoauth2" and token is None and token_command is not None:
         token = await fetch_token(token_command, timeout)
-    secrets = secrets_of(credentials, token)
+    scrub = secrets_of(credentials, token)
     for mechanism in candidates:
         try:
-            await _auth(client, mechanism, user, credentials, token, timeout)
+            await _auth(client, mechanism, user, credentials, token, timeout, scrub)
             return mechanism
         except aiosmtplib.SMTPResponseException as exc:
-            text = scrub(" ".join(exc.message.split()), secrets)
+            text = scrub(" ".join(exc.message.split()))
             server = Reply.parse(exc.code, text)
             if exc.code == 504 and mechanism != candidates[-1]:
                 continue
@@ -176,21 +168,48 @@ async def smtp_login(
                                     f"{who} ({mechanism.upper()}) {verb}: {server}"), rejected=rejected) from None
         except Exception as exc:  # noqa: BLE001 - timeout, connection lost
             reply = reply_for(exc, f"AUTH {mechanism.upper()}", host)
-            raise LoginFailed(Reply(451, "4.7.0", scrub(f"{who} did not finish: {reply}", secrets)),
+            raise LoginFailed(Reply(451, "4.7.0", scrub(f"{who} did not finish: {reply}")),
                               rejected=False) from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _auth(client: aiosmtplib.SMTP, mechanism: str, user: str, credentials: Credentials,
-                token: str | None, timeout: float) -> None:
+                token: str | None, timeout: float, scrub: Scrubber) -> None:
+    """One SASL exchange; each blob is given to ``scrub`` before it is sent. Raises ``SMTPResponseException``."""
     password = credentials.password.get_secret_value() if credentials.password is not None else ""
+
+    async def send(*args: bytes) -> aiosmtplib.SMTPResponse:
+        return await client.execute_command(*args, timeout=timeout)
+
     if mechanism == "plain":
-        await client.auth_plain(user, password, timeout=timeout)
+        blob = auth_plain_encode(user, password)
+        scrub.add_blob(blob)
+        response = await send(b"AUTH", b"PLAIN", blob)
     elif mechanism == "login":
-        await client.auth_login(user, password, timeout=timeout)
+        name, secret = auth_login_encode(user, password)
+        scrub.add_blob(secret)
+        response = await send(b"AUTH", b"LOGIN", name)
+        if response.code == 334:
+            response = await send(secret)
     elif mechanism == "cram-md5":
-        await client.auth_crammd5(user, password, timeout=timeout)
+        response = await send(b"AUTH", b"CRAM-MD5")
+        if response.code == 334:
+            blob = auth_crammd5_verify(user, password, response.message)
+            scrub.add_blob(blob)
+            scrub.add_secret(blob_digest(blob))
+            response = await send(blob)
     elif mechanism == "xoauth2":
-        await client.auth_xoauth2(user, token or "", timeout=timeout)
+        blob = auth_xoauth2_encode(user, token or "")
+        scrub.add_blob(blob)
+        response = await send(b"AUTH", b"XOAUTH2", blob)
+        if response.code == 334:  # the server's error challenge: an empty line gets the final reply
+            response = await send(b"")
     else:  # pragma: no cover - options allow only the above
         raise ValueError(f"unknown mechanism {mechanism}")
+    if response.code != 235:
+        raise aiosmtplib.SMTPAuthenticationError(response.code, response.message)
+
+
+def blob_digest(blob: bytes) -> str:
+    """The HMAC digest in a CRAM-MD5 response (``base64(user SP digest)``): a secret of its own."""
+    return base64.b64decode(blob).rpartition(b" ")[2].decode("ascii", "replace")

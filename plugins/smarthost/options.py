@@ -8,12 +8,11 @@ when the loader gives it, and are repeated by the plugin at start.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from mailpipe.core.settings import Account, Duration, OAuth2Settings, Settings, Strict, split_host_port
+from mailpipe.core.settings import Account, CaFile, Duration, OAuth2Settings, Settings, Strict, split_host_port
 
 AuthMode = Literal["none", "login", "pop-before-smtp", "sender-account"]
 Mechanism = Literal["auto", "plain", "login", "cram-md5", "xoauth2"]
@@ -93,7 +92,7 @@ class SmarthostOptions(Strict):
     server: list[str] = Field(description="host, host:port, or a list of them tried in order")
     port: int | None = Field(None, ge=1, le=65535, description="default: 465 with tls: implicit, else delivery.port")
     tls: TlsMode = "starttls"
-    ca_file: Path | None = None
+    ca_file: CaFile | None = None
     verify: bool = True
     allow_plaintext_auth: bool = Field(
         False, description="allow sending passwords over a connection without TLS (SMTP with tls: none, POP3 USER/PASS)"

@@ -2,36 +2,33 @@
 
 ``queue: {sqlite: {path: queue.sqlite3}}``; the path is relative to the config
 file's folder, and defaults to ``queue.sqlite3`` in the state folder.
+
+This package module stays light (no pydantic): the plugin class (``plugin.py``) and the
+backend (``store.py``) are imported when first asked for, so the administration commands
+can open the queue through ``open_queue_for_admin`` quickly.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from mailpipe.core.plugin import PluginContext
-from mailpipe.core.settings import Duration
+from .location import open_queue_for_admin
 
-from ..sql_queue.plugin import QueueOptions, QueuePlugin
-from .store import SqliteQueue
+if TYPE_CHECKING:
+    from .plugin import SqliteQueueOptions, SqliteQueuePlugin
+    from .store import SqliteQueue
 
-
-class SqliteQueueOptions(QueueOptions):
-    """Options of the sqlite queue."""
-
-    path: Path | None = None
-    busy_timeout: Duration = 10.0
-
-    def make_queue(self, context: PluginContext) -> SqliteQueue:
-        """The queue file: ``path`` relative to the config file's folder, or ``queue.sqlite3`` in the state folder."""
-        path = context.resolve_path(self.path) if self.path else context.settings.state_dir / "queue.sqlite3"
-        return SqliteQueue(path, busy_timeout=self.busy_timeout, history_days=self.history_days)
+__all__ = ["SqliteQueue", "SqliteQueueOptions", "SqliteQueuePlugin", "open_queue_for_admin"]
 
 
-class SqliteQueuePlugin(QueuePlugin):
-    """Durable queue in one SQLite file (WAL, group commit, indexed due lookup)."""
+def __getattr__(name: str) -> Any:
+    """``SqliteQueuePlugin`` (the entry point), ``SqliteQueueOptions`` and ``SqliteQueue``, imported on first use."""
+    if name in ("SqliteQueuePlugin", "SqliteQueueOptions"):
+        from . import plugin
 
-    name = "sqlite"
-    Options = SqliteQueueOptions
+        return getattr(plugin, name)
+    if name == "SqliteQueue":
+        from .store import SqliteQueue
 
-
-__all__ = ["SqliteQueue", "SqliteQueuePlugin"]
+        return SqliteQueue
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

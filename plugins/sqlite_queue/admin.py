@@ -23,6 +23,8 @@ def get(conn: sqlite3.Connection, message_id: str) -> MessageDetail | None:
     if row is None:
         return None
     recipients = recipients_of(conn, "WHERE message_id = ?", (message_id,))
+    if not recipients:  # deleted: only its arrival is kept (for the statistics) until it is pruned
+        return None
     attempts = select_attempts(conn, "WHERE message_id = ?", [message_id], 10_000)
     return MessageDetail(message_from_row(row[:6], recipients), attempts, json.loads(row[6] or "{}"))
 
@@ -72,11 +74,19 @@ def release_hold(conn: sqlite3.Connection, ids: list[str] | None, now: float) ->
     )
 
 
-def delete(conn: sqlite3.Connection, ids: list[str]) -> int:
-    """Remove these messages with their recipients and bodies; how many messages there were."""
+def delete(conn: sqlite3.Connection, ids: list[str], now: float) -> int:
+    """Remove these messages' recipients and bodies; how many messages there were.
+
+    The message row stays as a finished message (no recipients), so the statistics still
+    count it as received; pruning removes it with the rest of the history.
+    """
     count = 0
     for mid in ids:
-        count += conn.execute("DELETE FROM messages WHERE id = ?", (mid,)).rowcount
+        if conn.execute("SELECT 1 FROM recipients WHERE message_id = ? LIMIT 1", (mid,)).fetchone() is None:
+            continue
+        conn.execute("UPDATE messages SET done_at = coalesce(done_at, ?), lease_owner = NULL, lease_until = NULL "
+                     "WHERE id = ?", (now, mid))
         conn.execute("DELETE FROM recipients WHERE message_id = ?", (mid,))
         conn.execute("DELETE FROM bodies WHERE message_id = ?", (mid,))
+        count += 1
     return count

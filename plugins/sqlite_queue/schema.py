@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 
-from sqlite_utils import Database
-
 from mailpipe.core.queue import QueueError
 
 SCHEMA_VERSION = 2
@@ -37,6 +35,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 def _create(conn: sqlite3.Connection) -> None:
+    from sqlite_utils import Database  # only for a new file: the queue commands open existing ones quickly
+
     db = Database(conn)
     db["messages"].create(
         {

@@ -50,6 +50,15 @@ class SqliteQueue(CollectedMail, SqliteKeyValue, SqlAdminReads, QueueBackend, tr
         self._worker: DbWorker | None = None
         self._claims = Claims(self.read_body)
 
+    @property
+    def location(self) -> str:
+        """The queue file (the queue commands and the startup log line name it)."""
+        return str(self.path)
+
+    async def exists(self) -> bool:
+        """Whether the queue file is there (the queue commands refuse to create one)."""
+        return self.path.exists()
+
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _run(self, fn: Callable[[sqlite3.Connection], Any], *, write: bool = False,
@@ -134,7 +143,7 @@ class SqliteQueue(CollectedMail, SqliteKeyValue, SqlAdminReads, QueueBackend, tr
 
     async def delete(self, message_ids: list[str]) -> int:
         """``pipeline queue delete``: remove messages undelivered; how many went."""
-        return await self._run(partial(admin.delete, ids=message_ids), write=True)
+        return await self._run(partial(admin.delete, ids=message_ids, now=time.time()), write=True)
 
     # -- logs ---------------------------------------------------------------------------------
 

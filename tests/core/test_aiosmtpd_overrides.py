@@ -46,3 +46,21 @@ def test_getaddr_fast_path_agrees_with_aiosmtpd() -> None:
     for arg in ("<alice@example.org>", "<a.b+c@mail.example.org> SIZE=100", "<x@y>"):
         assert proto._getaddr(arg) == SMTP._getaddr(proto, arg)
     assert proto._getaddr('<"odd local"@example.org>') == SMTP._getaddr(proto, '<"odd local"@example.org>')
+
+
+def test_the_public_parts_the_protocol_replaces_keep_their_shape() -> None:
+    """push, handle_exception, STARTTLS and the AUTH mechanisms that GatewaySMTP replaces (issue 14)."""
+    import aiosmtpd.smtp as smtp
+
+    assert list(inspect.signature(SMTP.push).parameters) == ["self", "status"]
+    assert list(inspect.signature(SMTP.handle_exception).parameters) == ["self", "error"]
+    assert list(inspect.signature(SMTP.challenge_auth).parameters)[:2] == ["self", "challenge"]
+    for name in ("auth_PLAIN", "auth_LOGIN"):  # found by name (``auth_`` + mechanism) on the protocol object
+        assert list(inspect.signature(getattr(SMTP, name)).parameters) == ["self", "_", "args"]
+        assert inspect.iscoroutinefunction(getattr(GatewaySMTP, name))
+    assert 'mname.startswith("auth_")' in inspect.getsource(SMTP.__init__)
+    assert issubclass(smtp.TLSSetupException, Exception)
+    # a failed STARTTLS handshake reaches handle_exception as TLSSetupException, and the connection is closed
+    handling = inspect.getsource(SMTP._handle_client)
+    assert "self.handle_exception(error)" in handling and "isinstance(error, TLSSetupException)" in handling
+    assert "raise TLSSetupException() from error" in inspect.getsource(SMTP.smtp_STARTTLS)

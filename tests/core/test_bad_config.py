@@ -26,7 +26,7 @@ CASES = {
     ),
     "wrong type": (
         ("state_dir:", "delivery: {port: twenty-five}\nstate_dir:"),
-        ["delivery.port", "valid integer", "twenty-five"],
+        ["delivery.port", "expected a whole number", "twenty-five"],
     ),
     "unknown plugin": (
         ("  - retry:", "  - virusscan: {}\n  - retry:"),
@@ -42,7 +42,7 @@ CASES = {
     ),
     "plugin option type": (
         ("port: 2526", "port: [1, 2]"),
-        ["chain[0].smarthost.port", "valid integer"],
+        ["chain[0].smarthost.port", "expected a whole number"],
     ),
     "yaml syntax": (
         ("hostname: gw.test", "hostname: [gw.test"),
@@ -114,4 +114,4 @@ def test_missing_listener_certificate(tmp_path: Path):
     path = write(tmp_path, text)
     res = run_pipeline(path, "check", check=False)
     assert res.returncode == 2, res.stdout
-    assert f"error: {path}: listen[0]: " in res.stderr and str(tmp_path / "missing.pem") in res.stderr
+    assert f"error: {path}: listen[0].cert: " in res.stderr and str(tmp_path / "missing.pem") in res.stderr

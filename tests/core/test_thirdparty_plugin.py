@@ -54,9 +54,9 @@ def test_listed_by_pipeline_plugins(stamp_env: dict[str, str]) -> None:
     rows = {r["name"]: r for r in json.loads(out)}
     assert rows["stamp"]["distribution"] == "mailpipe-stamp"
     assert rows["stamp"]["class"] == "mailpipe_stamp:StampPlugin"
-    assert rows["stamp"]["hooks"] == ["accept"]
+    assert rows["stamp"]["hooks"] == ["accept"] and rows["stamp"]["version"] == "1.0.0"
     [line] = [ln for ln in run_pipeline(None, "plugins", env=stamp_env).stdout.splitlines() if ln.startswith("stamp ")]
-    assert line.split() == ["stamp", "mailpipe-stamp", "accept"]
+    assert line.split() == ["stamp", "mailpipe-stamp", "1.0.0", "accept"]
 
 
 def test_acts_in_the_chain_when_named_in_yaml(stamp_env: dict[str, str],

@@ -163,7 +163,9 @@ def test_login_issues_a_new_session_id(console_factory) -> None:
     console = console_factory()
     with httpx.Client(base_url=console.url, timeout=10) as client:
         page = client.get("/login")
-        before = page.cookies[COOKIE]
+        assert COOKIE not in page.cookies  # no session before login (issue 14): an attacker can only plant one
+        before = "planted-by-an-attacker"
+        client.cookies.set(COOKIE, before)
         r = client.post("/login", data={"csrf": csrf_of(page.text), "username": USER, "password": PASSWORD})
         assert r.status_code == 303
         after = r.cookies[COOKIE]
