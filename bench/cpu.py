@@ -50,6 +50,17 @@ def _parents() -> dict[int, list[int]]:
     return children
 
 
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and its live descendants (a supervised ``pipeline serve``: the master and its workers)."""
+    children = _parents()
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo += children.get(current, [])
+    return out
+
+
 def tree_cpu_seconds(pid: int, children: dict[int, list[int]] | None = None) -> float:
     """CPU seconds used so far by ``pid``, its reaped children and its live descendants (0 if it is gone)."""
     children = _parents() if children is None else children

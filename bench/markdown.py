@@ -10,15 +10,13 @@ from .report import (
     POSTGRES_SETUPS,
     RELAY_HEADERS,
     SCALING_HEADERS,
-    TARGET_E2E,
-    TARGET_INTAKE,
-    TARGET_RSS_MB,
     Report,
     cpu_rows,
     node_rows,
     relay_rows,
     scaling_rows,
     size_text,
+    targets_text,
 )
 
 
@@ -53,13 +51,13 @@ def render_markdown(rep: Report, title: str = "Benchmark results", level: int = 
             parts += [
                 f"{h} Relay: mailpipe and Postfix side by side\n",
                 f"{rep.messages:,} messages per run, `smtp-source` → relay → `smtp-sink`, all on loopback; "
-                f"each session {conn}. Rates in messages/s: *intake* = messages ÷ time until smtp-source has its "
+                f"each session {conn}; mailpipe with `workers: {rep.workers}`. Rates in messages/s: *intake* = "
+                "messages ÷ time until smtp-source has its "
                 "last 250 and exits; *end-to-end* = messages ÷ time until the sink has counted them all; *sink "
                 "ceiling* = smtp-source straight into smtp-sink. Ratios are mailpipe ÷ Postfix. A fresh relay, "
                 "queue and sink for every run.\n",
                 _md_table(RELAY_HEADERS, relay),
-                f"Targets (20 × 4 KB): intake ratio ≥ {TARGET_INTAKE}×, end-to-end ratio ≥ {TARGET_E2E}×, "
-                f"mailpipe peak RSS < {TARGET_RSS_MB} MB.\n",
+                targets_text() + "\n",
             ]
         if any(r.system in POSTGRES_SETUPS for r in rep.runs):
             parts += [

@@ -82,7 +82,7 @@ class Bench:
             queue = {"postgres": {"dsn": dsn, "pool_size": 10}} if dsn else None
             name = "mailpipe" if count == 1 else f"node{i + 1}"
             relay = MailpipeRelay(workdir / name, sink_port, host=f"127.0.0.{i + 1}", queue=queue,
-                                  hostname=f"{name}.bench.test")
+                                  hostname=f"{name}.bench.test", workers=self.args.workers)
             relays.append(relay)
             relay.start()
         return dsn
@@ -103,6 +103,10 @@ class Bench:
         args = self.args
         n = args.messages
         run = Run(system, sessions, size, n, round=round_, nodes=MAILPIPE_SYSTEMS.get(system, ("", 0))[1])
+        if system in MAILPIPE_SYSTEMS:
+            from mailpipe.core.settings import worker_count
+
+            run.workers = worker_count(args.workers)
         label = _label(system, sessions, size) + (" (profiled)" if profile else "")
         if args.repeat > 1:
             label += f" #{round_}"

@@ -86,6 +86,8 @@ def parse_args() -> argparse.Namespace:
                     help="one extra run (20 × 4 KB) of --profile-system under py-spy; results in bench/results/")
     ap.add_argument("--profile-system", default="mailpipe", choices=tuple(MAILPIPE_SYSTEMS),
                     help="the system --profile records, every node of it (default mailpipe)")
+    ap.add_argument("--workers", default="auto",
+                    help="workers of each mailpipe node: auto (one per core, pipeline serve's default) or N")
     ap.add_argument("--new-connection-per-message", action="store_true",
                     help="smtp-source without -d: one connection per message instead of one per session")
     ap.add_argument("--timeout", type=float, help="bound for each phase of a run, seconds "
@@ -133,7 +135,7 @@ def main() -> int:
     command = "python -m bench.run " + shlex.join(sys.argv[1:])
     rep = Report(machine=machine(), command=command.strip(), messages=args.messages,
                  reuse=not args.new_connection_per_message, scaling_body=args.scaling_body,
-                 load_before=loadavg(), notes=list(args.note))
+                 load_before=loadavg(), notes=list(args.note), workers=args.workers)
     console.print(f"[bold]mailpipe bench[/bold]: {args.messages:,} messages per run; work dir {workroot}; "
                   f"load average {rep.load_before}")
     interrupted = False

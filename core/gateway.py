@@ -7,6 +7,12 @@ collaborators it needs (see docs/architecture.md): the intake gets ``IntakeServi
 the scheduler the runtime holder, the delivery queue and a ``Delivery``; the POP3 collector
 (``core/collect``) the intake's services and the queue (its ``CollectionLedger``); plugins get a
 ``PluginContext`` whose ``control`` is this gateway (the ``Control`` protocol).
+
+A gateway may be one worker of several (``workers: N``, ``core/workers``): then it listens
+with ``SO_REUSEPORT`` beside the others, the supervisor owns the control socket (an
+administrator's "retry now" and a reload made here reach every worker through it), the POP3
+collector runs in worker 1 only, and ``worker_sessions`` gives worker 1's console and metrics
+the sessions of every worker.
 """
 
 from __future__ import annotations
@@ -27,12 +33,15 @@ from .events import Event, Events
 from .housekeeping import Housekeeping
 from .intake import Intake, IntakeServices
 from .message import Message
-from .queue import QueueBackend
+from .queue import QueueBackend, StoreAndClaim
 from .recording import Recorder
 from .reload import Reloader, ReloadResult
 from .runtime import Runtime, RuntimeHolder, build_runtime, make_context, open_queue
 from .scheduler import Scheduler
 from .sessions import Sessions
+from .workers.link import RELOAD, WAKE, tell_supervisor
+from .workers.peers import PeerServer, WorkerSessions
+from .workers.slot import WorkerSlot, current
 
 log = logging.getLogger("mailpipe.gateway")
 
@@ -40,8 +49,9 @@ log = logging.getLogger("mailpipe.gateway")
 class Gateway:
     """One mailpipe instance built from a validated configuration."""
 
-    def __init__(self, config: LoadedConfig, clock: Clock | None = None) -> None:
+    def __init__(self, config: LoadedConfig, clock: Clock | None = None, worker: WorkerSlot | None = None) -> None:
         self.config = config
+        self.worker = worker or current()
         self.clock = clock or SystemClock()
         self.events = Events(self.clock, node=config.settings.hostname)
         self.sessions = Sessions(self.clock)
@@ -52,7 +62,10 @@ class Gateway:
         self.intake: Intake | None = None
         self.collector: Collector | None = None
         self._control: asyncio.DatagramTransport | None = None
+        self._peers: PeerServer | None = None
+        self._adopted: set[str] = set()  # stored already claimed by the scheduler (the hand-off)
         self._stop = asyncio.Event()
+        self.worker_sessions = WorkerSessions(self.worker, config.settings.state_dir, self.sessions)
 
     # -- the parts, once open -------------------------------------------------------------------
 
@@ -82,9 +95,16 @@ class Gateway:
         return self.runtime.config.source if self._runtimes is not None else self.config.source
 
     def wake(self, *, force: bool = False) -> None:
-        """A message was stored (or ``force``: an administrator asked for a run now)."""
+        """A message was stored (or ``force``: an administrator asked for a run now, in every worker)."""
         if self._scheduler is not None:
             self._scheduler.wake(force=force)
+        if force and self.worker.supervised:
+            tell_supervisor(self.config.settings.state_dir, WAKE)
+
+    def _woken_by_supervisor(self) -> None:
+        """SIGUSR1: another worker or ``pipeline queue retry`` asked every worker for a run now."""
+        if self._scheduler is not None:
+            self._scheduler.wake(force=True)
 
     def collections(self) -> list[MailboxStatus]:
         """Each collecting account's status (the console's Internet Mail Accounts); empty before ``open``."""
@@ -95,10 +115,16 @@ class Gateway:
         return self.collector.collect_now(account) if self.collector is not None else 0
 
     async def reload(self, config: LoadedConfig | None = None) -> ReloadResult:
-        """Apply a new configuration (default: the config file again) without dropping mail; see ``reload.py``."""
+        """Apply a new configuration (default: the config file again) without dropping mail; see ``reload.py``.
+
+        In a worker, the other workers then reload the configuration file too (through the supervisor).
+        """
         if self._reloader is None:
             raise RuntimeError("the gateway is not open")
-        return await self._reloader.reload(config)
+        result = await self._reloader.reload(config)
+        if self.worker.supervised:
+            tell_supervisor(self.config.settings.state_dir, RELOAD)
+        return result
 
     # -- life -----------------------------------------------------------------------------------
 
@@ -121,10 +147,30 @@ class Gateway:
 
     def _new_intake(self) -> Intake:
         assert self._runtimes is not None
+        commit = self._store_and_claim if isinstance(self.queue, StoreAndClaim) and not os.environ.get("W1_NO_HANDOFF") else None  # W1TEMP
         return Intake(IntakeServices(self._runtimes, self.queue, self.events, self.clock, self.sessions,
-                                     stored=self._stored))
+                                     stored=self._stored, commit=commit), reuse_port=self.worker.supervised)
+
+    async def _store_and_claim(self, message: Message, data: bytes) -> None:
+        """The intake's commit: stored already claimed by this gateway's scheduler when it has a slot for it
+        (its attempt starts at once, from memory), else stored for a later claim."""
+        queue, scheduler = self.queue, self.scheduler
+        lease_until = scheduler.reserve()
+        if lease_until is None or not isinstance(queue, StoreAndClaim):
+            await queue.store(message, data)
+            return
+        try:
+            claimed = await queue.store_claimed(message, data, scheduler.owner, lease_until)
+        except BaseException:
+            scheduler.unreserve()
+            raise
+        self._adopted.add(message.id)
+        scheduler.adopt(claimed)
 
     def _stored(self, message: Message) -> None:
+        if message.id in self._adopted:  # already being delivered: nothing for the scheduler to look for
+            self._adopted.discard(message.id)
+            return
         self.wake()
 
     async def _restart_intake(self) -> bool:
@@ -162,19 +208,39 @@ class Gateway:
                              f"{recovered} message(s) left in flight by a stopped process are due again")
         self.queue.subscribe(self.wake)
         assert self.intake is not None
+        await self.before_listening()
         await self.intake.start()
-        self._control = await control.listen(self.config.settings.state_dir, lambda: self.wake(force=True))
+        state_dir = self.config.settings.state_dir
+        if self.worker.supervised:  # the supervisor owns the control socket; the others ask this worker
+            self._peers = PeerServer(state_dir, self.worker, self.sessions)
+            await self._peers.start()
+        else:
+            self._control = await control.listen(state_dir, lambda: self.wake(force=True))
         self.scheduler.start()
         assert self.collector is not None
-        self.collector.start()
+        if self.worker.primary:
+            self.collector.start()
         runtime = self.runtime
+        who = f" as {self.worker}" if self.worker.supervised else ""
         self.events.emit(
             "gateway.started",
-            f"mailpipe {version()} started (pid {os.getpid()}): config {self.config.source}, queue "
+            f"mailpipe {version()} started (pid {os.getpid()}{who}): config {self.config.source}, queue "
             f"{self.queue.location}, listening on {', '.join(s.address for s in runtime.settings.listen)}, chain: "
             f"{', '.join(p.instance_name for p in runtime.plugins) or '(empty)'}",
             config=self.config.source, version=version(), pid=os.getpid(), queue=self.queue.location,
+            **({"worker": self.worker.index} if self.worker.supervised else {}),
         )
+
+    async def before_listening(self) -> None:
+        """Called by ``start`` once the queue is open and the plugins started, before the listeners open.
+
+        Nothing by default; a worker waits here until every worker is as far (``core/workers/link.py``).
+        """
+
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set once SIGTERM or SIGINT asked this gateway to stop."""
+        return self._stop
 
     async def stop(self) -> None:
         """Stop accepting, let deliveries in flight finish (bounded), leave the rest queued."""
@@ -182,6 +248,8 @@ class Gateway:
             await self.intake.stop()
         if self._control is not None:
             self._control.close()
+        if self._peers is not None:
+            await self._peers.stop()
         if self.collector is not None:
             await self.collector.stop()
         await self.scheduler.stop(self.runtime.settings.delivery.shutdown_grace)
@@ -192,6 +260,7 @@ class Gateway:
         self._stop.set()
 
     def _reload_on_signal(self) -> None:
+        """SIGHUP (from an administrator, or from the supervisor for every worker): reload this process only."""
         if self._reloader is not None:
             asyncio.ensure_future(self._reloader.reload_logged())
 
@@ -201,6 +270,8 @@ class Gateway:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
+        if self.worker.supervised:
+            loop.add_signal_handler(signal.SIGUSR1, self._woken_by_supervisor)
         await self.start()
         try:
             await self._stop.wait()

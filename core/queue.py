@@ -10,7 +10,8 @@ A backend has two faces, implemented by one object (``QueueBackend``):
   ``stats``, ``prune``.
 
 A backend may also offer optional faces: ``KeyValueStore`` (small durable values that plugins
-keep beside the queue: ``kv_get``, ``kv_put``, ``kv_delete``, ``kv_items``), ``QueueTransfer``
+keep beside the queue: ``kv_get``, ``kv_put``, ``kv_delete``, ``kv_items``), ``StoreAndClaim``
+(a new message stored already claimed by the scheduler that delivers it at once), ``QueueTransfer``
 (``pipeline queue migrate``) and ``CollectionLedger`` (the UIDL bookkeeping of mail collected from
 POP3 mailboxes, ``core/collect``, in the same transactions as the messages; a backend without it
 cannot collect).
@@ -480,6 +481,26 @@ class QueueTransfer(ABC):
         while page := await self.messages_after(after, self.PAGE * 5, 0.0):
             after = page[-1].id
             yield [record.id for record in page]
+
+
+class StoreAndClaim(ABC):
+    """Optional face: commit a new message already claimed by the scheduler that delivers it at once.
+
+    The intake's hand-off (issue 13): when its own gateway's scheduler has a free slot, a message
+    is stored leased to that scheduler, in the same transaction as the store, and its attempt
+    starts from the message in memory; no claim transaction and no read of the body follow. The
+    promises are those of ``store`` (durable once returned, ``QueueFull``) and of a claim (nobody
+    else gets the message until the owner released it, its lease ran out or ``recover`` found
+    the owner dead). A backend without this face gets ``store`` and a claim as before.
+    """
+
+    @abstractmethod
+    async def store_claimed(self, message: Message, data: bytes, owner: str, lease_until: float) -> Message:
+        """Commit ``message`` (body ``data``) durably, leased to ``owner`` until ``lease_until``.
+
+        Returns the message as ``claim_due`` would hand it out (every recipient due, the body with
+        it or on demand); the caller records and releases it like a claimed one.
+        """
 
 
 class KeyValueStore(ABC):

@@ -10,6 +10,12 @@ which runtime (the one in force when the attempt starts).
 Claims are leases: a claimed message is this scheduler's until released, and leases
 of attempts still in progress are renewed, so no other scheduler on the same queue
 takes them; a scheduler that died leaves its leases to ``recover`` at the next start.
+
+The hand-off: a message the intake is storing may be claimed by this scheduler in the
+same transaction (``reserve``, then the queue's ``store_claimed``, then ``adopt``) when
+mail is sent immediately and more than a quarter of the slots are free (the rest is left
+to claims, so mail that waits is not starved by new mail under load); its attempt starts
+from the message in memory, with no claim transaction and no read of its body.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from .queue import DeliveryQueue, QueueError
 from .runtime import RuntimeHolder
 from .settings import DeliverySettings
 from .windows import Windows
+from .workers.slot import current
 
 log = logging.getLogger("mailpipe.scheduler")
 SAFETY_WAKE = 60.0
@@ -54,12 +61,17 @@ class Scheduler:
         self.windows = Windows(self._settings)
         self.inflight: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._reserved = 0  # slots promised to messages the intake is storing (the hand-off)
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._renewed = clock.now()
 
     def _settings(self) -> DeliverySettings:
         return self.runtimes.current.settings.delivery
+
+    def _concurrency(self) -> int:
+        """``delivery.concurrency`` is for the whole gateway: one of several workers runs its share."""
+        return current().share(self._settings().concurrency) or 1
 
     @property
     def lease_seconds(self) -> float:
@@ -92,6 +104,33 @@ class Scheduler:
                 await asyncio.wait(pending)
                 log.warning("%d deliveries cut short by shutdown; they stay queued", len(pending))
 
+    # -- the hand-off ---------------------------------------------------------------------
+
+    def reserve(self) -> float | None:
+        """Called by the gateway before it stores a new message: a slot for it, and the lease end to store.
+
+        None when the message is to be stored for a later claim: the loop is not running or is
+        stopping, mail waits for a schedule window, or no more than a quarter of the slots is free.
+        A reservation ends with ``adopt`` (stored) or ``unreserve`` (not stored).
+        """
+        concurrency = self._concurrency()
+        if self._task is None or self._stopping or not self._settings().send_immediately:
+            return None
+        free = concurrency - len(self.inflight) - self._reserved
+        if free <= concurrency // 4:
+            return None
+        self._reserved += 1
+        return self.clock.now() + self.lease_seconds
+
+    def unreserve(self) -> None:
+        """The reserved message was not stored: its slot is free again."""
+        self._reserved = max(0, self._reserved - 1)
+
+    def adopt(self, message: Message) -> None:
+        """The reserved message is stored, claimed by this scheduler: start its attempt now."""
+        self.unreserve()
+        self._start(message)
+
     # -- the loop -------------------------------------------------------------------------
 
     async def _loop(self) -> None:
@@ -102,10 +141,10 @@ class Scheduler:
                 await self._renew(now)
                 timeout = SAFETY_WAKE
                 if self.windows.may_send(now):
-                    free = self._settings().concurrency - len(self.inflight)
+                    free = self._concurrency() - len(self.inflight)
                     # Claim in batches: under load, a claim per finished delivery would cost the queue
                     # one job each; waiting until a quarter of the slots is free costs little latency.
-                    if free >= max(1, self._settings().concurrency // 4) or not self.inflight:
+                    if free >= max(1, self._concurrency() // 4) or not self.inflight:
                         started = await self.run_due(now)
                         if started < free:  # nothing more is due now: sleep until the next due time
                             if not started and not self.inflight:
@@ -131,7 +170,7 @@ class Scheduler:
         if self.windows.waiting_for_window:
             window = self.windows.next_window(now)
             timeout = SAFETY_WAKE if window is None else max(0.0, min(SAFETY_WAKE, window - now))
-        if len(self.inflight) >= self._settings().concurrency:
+        if len(self.inflight) >= self._concurrency():
             timeout = SAFETY_WAKE  # a finishing delivery wakes us
         return timeout
 
@@ -172,15 +211,18 @@ class Scheduler:
     async def run_due(self, now: float | None = None) -> int:
         """Claim due messages up to the free capacity and start their attempts; return how many."""
         now = self.clock.now() if now is None else now
-        capacity = self._settings().concurrency - len(self.inflight)
+        capacity = self._concurrency() - len(self.inflight) - self._reserved
         if capacity <= 0 or self._stopping:
             return 0
         messages = await self.queue.claim_due(now, capacity, self.owner, now + self.lease_seconds)
         for message in messages:
-            task = asyncio.create_task(self._attempt(message), name=f"deliver-{message.id}")
-            self.inflight[message.id] = task
-            task.add_done_callback(lambda _t, mid=message.id: self._done(mid))
+            self._start(message)
         return len(messages)
+
+    def _start(self, message: Message) -> None:
+        task = asyncio.create_task(self._attempt(message), name=f"deliver-{message.id}")
+        self.inflight[message.id] = task
+        task.add_done_callback(lambda _t, mid=message.id: self._done(mid))
 
     async def _attempt(self, message: Message) -> None:
         try:

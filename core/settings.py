@@ -426,6 +426,39 @@ def chain_entries(value: Any) -> Any:
 PluginEntry = dict[str, dict[str, Any] | None]
 
 
+def worker_count(value: int | str) -> int:
+    """The number of processes ``workers: value`` means: ``auto`` is the cores this process may run on.
+
+    Called by ``pipeline serve`` (the ``workers`` key or its ``--workers`` option); ValueError for
+    anything but ``auto`` or a whole number from 1.
+    """
+    import os
+
+    value = _workers_value(value)
+    if value == "auto":
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):
+            return max(1, os.cpu_count() or 1)
+    return int(value)
+
+
+def _workers_value(value: Any) -> int | str:
+    """``auto`` or a whole number from 1 (also written as text, e.g. from ``${WORKERS}``); ValueError otherwise."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        value = int(text) if text.isdigit() else value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ValueError(f"expected auto or a number of processes from 1, got {value!r}")
+
+
+Workers = Annotated[int | Literal["auto"], BeforeValidator(_workers_value)]
+"""``workers:``: how many processes ``pipeline serve`` runs, ``auto`` (one per core) or a number."""
+
+
 class Settings(Strict):
     """The whole configuration file (top-level keys)."""
 
@@ -436,6 +469,8 @@ class Settings(Strict):
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
     queue: PluginEntry = Field(default_factory=lambda: {"sqlite": {}})
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    workers: Workers = Field("auto", description="processes that serve (each accepts and delivers mail): "
+                             "auto = one per core, or a number; docs/workers.md")
     accounts: list[Account] = Field(default_factory=list)
     chain: list[PluginEntry] = Field(default_factory=list)
     log: LogSettings = Field(default_factory=LogSettings)

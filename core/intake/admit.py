@@ -46,7 +46,8 @@ async def admit(services: IntakeServices, runtime: Runtime, message: Message, da
     """Run ``accept`` on ``message`` (body ``data``), then commit ``trace`` + added headers + ``data``.
 
     ``message.session`` describes where it came from (an SMTP client, or a POP3 mailbox);
-    ``commit`` defaults to ``queue.store``. The reply is 250 once the message is on stable
+    ``commit`` defaults to the services' ``commit`` (the gateway's hand-off to its scheduler),
+    else ``queue.store``. The reply is 250 once the message is on stable
     storage (or was already), the refusal of an ``accept`` stage, 452 when the queue is full,
     451 while it cannot be used (one ``queue.error`` event per outage).
     """
@@ -64,7 +65,7 @@ async def admit(services: IntakeServices, runtime: Runtime, message: Message, da
     message.set_body(None)
     message.size = len(stored)
     try:
-        fresh = await (commit or services.queue.store)(message, stored)
+        fresh = await (commit or services.commit or services.queue.store)(message, stored)
     except QueueFull as exc:
         services.events.emit("queue.full", str(exc), level="error")
         return Admission(Reply(452, "4.3.1", "Insufficient system storage"), queue_failed=True)

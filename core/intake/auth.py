@@ -29,6 +29,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from ..settings import IntakeSettings, RelayUser
 from ..throttle import FailureWindow
+from ..workers.slot import current
 
 log = logging.getLogger("mailpipe.intake.auth")
 _hasher = PasswordHasher()
@@ -71,7 +72,8 @@ class RelayLogin:
     def __init__(self, users: list[RelayUser], limits: IntakeSettings) -> None:
         self.users = {u.username: u.password_hash for u in users}
         self._like = users[0].password_hash if users else ""
-        self.max_failures = limits.max_auth_failures
+        # For the whole gateway: the kernel spreads a client's connections over the workers, each counts its share.
+        self.max_failures = current().share(limits.max_auth_failures) or 1
         self.delay = limits.auth_failure_delay
         self.failures = FailureWindow(limits.auth_failure_window)
         self._workers = asyncio.Semaphore(WORKERS)

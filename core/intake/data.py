@@ -73,7 +73,7 @@ async def _read(
     rest = bytes(buf[end:])
     if rest:
         reader._buffer[0:0] = rest  # type: ignore[attr-defined]  # pipelined commands after the dot
-    content = bytes(buf[:content_end])
+    content = bytes(memoryview(buf)[:content_end])  # one copy (a slice of the bytearray would be a second)
     del buf
     if discarded or (size_limit and len(content) > size_limit):
         return DataResult(None, "552 5.3.4 Error: Too much mail data")

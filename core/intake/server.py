@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..settings import ListenSpec, Settings
 from ..tlsfiles import server_tls_context
+from ..workers.slot import current
 from .auth import RelayLogin
 from .handler import IntakeHandler, IntakeServices
 from .protocol import ConnectionSlots, GatewaySMTP
@@ -23,20 +24,26 @@ log = logging.getLogger("mailpipe.intake")
 
 
 class Intake:
-    """All intake listeners of one gateway, opened with the settings in force at ``start``."""
+    """All intake listeners of one gateway, opened with the settings in force at ``start``.
 
-    def __init__(self, services: IntakeServices) -> None:
+    ``reuse_port``: the listeners are bound with ``SO_REUSEPORT``, so the workers of one
+    ``pipeline serve`` listen on the same addresses and the kernel spreads the connections.
+    """
+
+    def __init__(self, services: IntakeServices, *, reuse_port: bool = False) -> None:
         self.services = services
+        self.reuse_port = reuse_port
         self.settings: Settings = services.runtimes.current.settings
         sessions = services.sessions
         limits = self.settings.intake
+        slot = current()  # limits are for the whole gateway: one of several workers takes its share
         self.slots = ConnectionSlots(
-            limits.max_connections,
+            slot.share(limits.max_connections) or 1,
             on_open=lambda proto, peer: sessions.incoming(proto, peer, proto.event_handler.listener),
             on_close=sessions.closed,
             on_command=lambda proto, state, helo: sessions.update(
                 proto, state=state, **({"helo": helo} if helo is not None else {})),
-            per_client=limits.max_connections_per_client,
+            per_client=slot.share(limits.max_connections_per_client),
         )
         self.servers: list[asyncio.base_events.Server] = []
         users = self.settings.relay.users
@@ -76,6 +83,7 @@ class Intake:
                 server = await loop.create_server(
                     self._factory(spec, tls), spec.host, spec.port,
                     ssl=tls if spec.tls == "implicit" else None, reuse_address=True,
+                    reuse_port=self.reuse_port or None,
                 )
             except OSError as exc:
                 await self.stop()

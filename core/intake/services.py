@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ..clock import Clock
@@ -36,7 +36,8 @@ class IntakeServices:
 
     ``runtimes`` gives the settings and chain in force (read per message, so a reload
     applies to the next message); ``stored`` is told of each committed message (the
-    scheduler delivers it now if it may).
+    scheduler delivers it now if it may); ``commit``, when given, stores a message instead
+    of ``queue.store`` (the gateway's hand-off to its scheduler: stored already claimed).
     """
 
     runtimes: RuntimeHolder
@@ -46,3 +47,4 @@ class IntakeServices:
     sessions: Sessions
     stored: Callable[[Message], None]
     outage: Outage = field(default_factory=Outage)
+    commit: Callable[[Message, bytes], Awaitable[bool | None]] | None = None

@@ -2,8 +2,10 @@
 Outgoing Mail) served by ``pipeline serve`` on its own address, behind a login.
 
 Put it anywhere in the chain; it routes and delivers nothing. It serves only
-inside ``pipeline serve`` (the CLI's administration commands do not start it).
-See docs/console.md.
+inside ``pipeline serve`` (the CLI's administration commands do not start it); with several
+workers (``workers: N``) worker 1 serves it, and its pages cover every worker: the queue
+and logs of every worker's queue file, the sessions of every worker, and a retry or a saved
+configuration reaches every worker (docs/workers.md). See docs/console.md.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 from mailpipe.core.hookspecs import hookimpl
 from mailpipe.core.plugin import Plugin, PluginContext
 from mailpipe.core.tasks import cancel_and_wait
+from mailpipe.core.workers.slot import current
 from mailpipe.plugins.asgi_server import AppServer
 
 from .options import ConsoleOptions
@@ -40,8 +43,9 @@ class ConsolePlugin(Plugin):
 
     @hookimpl
     async def startup(self, context: PluginContext) -> None:
-        """Called by the gateway once the queue is open: start serving the console (``pipeline serve`` only)."""
-        if context.control is None:
+        """Called by the gateway once the queue is open: start serving the console (``pipeline serve`` only;
+        with several workers, in worker 1)."""
+        if context.control is None or not current().primary:
             return
         from .app import Console
 

@@ -23,6 +23,7 @@ from mailpipe.core.durations import parse_duration
 from mailpipe.core.plugin import Control, Plugin
 from mailpipe.core.queue import QueueBackend
 from mailpipe.core.queueactions import ACTIONS, Done, perform
+from mailpipe.core.workers.peers import WorkerSessions
 
 from . import charts
 from .messagepage import actions_for, client_facts
@@ -307,12 +308,17 @@ class Console:
 
     # -- sessions ----------------------------------------------------------------------------
 
+    async def live_sessions(self) -> dict[str, list[dict[str, Any]]]:
+        """The live sessions of every worker (of this process when it is the only one)."""
+        every = getattr(self.control, "worker_sessions", None)
+        return await every.snapshot() if isinstance(every, WorkerSessions) else self.control.sessions.snapshot()
+
     async def sessions(self, request: Request, session: Any) -> Response:
-        return self.render(request, "sessions.html", session, live=self.control.sessions.snapshot(),
+        return self.render(request, "sessions.html", session, live=await self.live_sessions(),
                            refresh_ms=int(self.options.refresh * 1000))
 
     async def sessions_live(self, request: Request, session: Any) -> Response:
-        html = self.env.get_template("_sessions.html").render(live=self.control.sessions.snapshot())
+        html = self.env.get_template("_sessions.html").render(live=await self.live_sessions())
         return HTMLResponse(html, headers=HEADERS)
 
     # -- statistics --------------------------------------------------------------------------

@@ -20,9 +20,17 @@ queue and the session table at each scrape. Metric names:
 The ``route`` label is the route's kind and next hop for the smarthost
 (``smarthost:smtp.isp.example:587``) but only ``direct`` for direct delivery,
 so one label value per recipient domain cannot blow up the series count.
+
+With several workers (``workers: N``, docs/workers.md) the page is served by worker 1 and
+covers every worker: each worker's counters live in a file of prometheus_client's
+multi-process mode (``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor), which the page adds
+up — a worker that was restarted keeps what it had counted —, the queue gauges come from
+every queue file and ``mailpipe_sessions`` counts the sessions of every worker.
 """
 
 from __future__ import annotations
+
+import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import Field, field_validator
@@ -36,6 +44,8 @@ from mailpipe.core.hookspecs import hookimpl
 from mailpipe.core.message import Message
 from mailpipe.core.plugin import Plugin, PluginContext
 from mailpipe.core.settings import Strict, split_host_port
+from mailpipe.core.workers.peers import WorkerSessions
+from mailpipe.core.workers.slot import current
 from mailpipe.plugins.asgi_server import AppServer
 
 SKIPPED = {"collect.too_large": "too_large", "collect.refused": "refused"}
@@ -88,10 +98,15 @@ class MetricsPlugin(Plugin):
                                  ["account"], registry=r)
         self.collect_skipped = Counter("mailpipe_collect_skipped", "Messages collection left or refused",
                                        ["account", "reason"], registry=r)
-        self.depth = Gauge("mailpipe_queue_messages", "Messages in the queue", registry=r)
-        self.waiting = Gauge("mailpipe_queue_recipients", "Queued recipients by state", ["state"], registry=r)
-        self.oldest = Gauge("mailpipe_queue_oldest_age_seconds", "Age of the oldest queued message", registry=r)
-        self.sessions = Gauge("mailpipe_sessions", "SMTP sessions in progress", ["direction"], registry=r)
+        # Set by the scraping process only (worker 1): with several workers the most recent value is the one.
+        self.depth = Gauge("mailpipe_queue_messages", "Messages in the queue", registry=r,
+                           multiprocess_mode="mostrecent")
+        self.waiting = Gauge("mailpipe_queue_recipients", "Queued recipients by state", ["state"], registry=r,
+                             multiprocess_mode="mostrecent")
+        self.oldest = Gauge("mailpipe_queue_oldest_age_seconds", "Age of the oldest queued message", registry=r,
+                            multiprocess_mode="mostrecent")
+        self.sessions = Gauge("mailpipe_sessions", "SMTP sessions in progress", ["direction"], registry=r,
+                              multiprocess_mode="mostrecent")
         for outcome in ("delivered", "deferred", "bounced", "expired", "dropped"):
             self.recipients.labels(outcome)
         for direction in ("in", "out"):
@@ -146,14 +161,27 @@ class MetricsPlugin(Plugin):
             for state in ("pending", "deferred", "held"):
                 self.waiting.labels(state).set(st.recipients.get(state, 0))
         if ctx.control is not None:
-            for direction, n in ctx.control.sessions.counts().items():
+            every = getattr(ctx.control, "worker_sessions", None)
+            counts = await every.counts() if isinstance(every, WorkerSessions) else ctx.control.sessions.counts()
+            for direction, n in counts.items():
                 self.sessions.labels(direction).set(n)
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(self._exported()), media_type=CONTENT_TYPE_LATEST)
+
+    def _exported(self) -> CollectorRegistry:
+        """This plugin's metrics, or with several workers every worker's (multi-process mode) added up."""
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not folder or not os.path.isdir(folder):
+            return self.registry
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=folder)
+        return registry
 
     @hookimpl
     async def startup(self, context: PluginContext) -> None:
-        """Called by the gateway once the queue is open: serve /metrics on ``listen``."""
-        if context.control is None:
+        """Called by the gateway once the queue is open: serve /metrics on ``listen`` (in worker 1 of several)."""
+        if context.control is None or not current().primary:
             return
         host, port = split_host_port(self.opts.listen)
         app = Starlette(routes=[Route("/metrics", self.scrape)])

@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 from mailpipe.core.message import Message, Recipient, RecipientState
@@ -28,18 +29,24 @@ def owner_alive(owner: str) -> bool:
     """Is the process named by a lease owner (``host:pid:token``) still running?
 
     Only a process on this host can be told dead; any other owner counts as alive, and
-    ``recover`` then trusts its lease time.
+    ``recover`` then trusts its lease time. A zombie is dead: a worker killed together with its
+    supervisor stays one until the system reaps it, and its restarted successor must not wait
+    for its leases to run out.
     """
     try:
         host, pid, _ = owner.split(":", 2)
         if host != socket.gethostname():
             return True  # cannot tell: trust the lease time
         os.kill(int(pid), 0)
-        return True
     except ProcessLookupError:
         return False
     except (ValueError, PermissionError):
         return True
+    try:
+        state = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def message_from_row(row: sqlite3.Row | tuple[Any, ...], recipients: list[Recipient]) -> Message:
@@ -60,20 +67,27 @@ def recipients_of(conn: sqlite3.Connection, where: str, params: tuple[Any, ...])
     ]
 
 
-def insert(conn: sqlite3.Connection, message: Message, data: bytes) -> None:
-    """Insert a new message, its body and its recipients (pending, due at arrival)."""
+def insert(conn: sqlite3.Connection, message: Message, data: bytes, owner: str | None = None,
+           lease_until: float | None = None) -> None:
+    """Insert a new message, its body and its recipients (pending, due at arrival).
+
+    With ``owner``, the message is claimed by it as it is stored (``store_claimed``): leased until
+    ``lease_until``, its recipients due then, as ``claim`` leaves them.
+    """
     client = json.dumps(message.session.__dict__ if message.session else {})
     conn.execute(
-        "INSERT INTO messages (id, sender, created, size, client, mail_options, attributes) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO messages (id, sender, created, size, client, mail_options, attributes, lease_owner, lease_until) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (message.id, message.sender, message.created, len(data), client,
-         json.dumps(message.mail_options), json.dumps(message.attributes, default=str)),
+         json.dumps(message.mail_options), json.dumps(message.attributes, default=str), owner,
+         lease_until if owner else None),
     )
     conn.execute("INSERT INTO bodies (message_id, data) VALUES (?, ?)", (message.id, data))
+    due = lease_until if owner and lease_until is not None else message.created
     conn.executemany(
         "INSERT INTO recipients (message_id, address, state, attempts, next_attempt, updated) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        [(message.id, r.address, RecipientState.PENDING.value, 0, message.created, message.created)
+        [(message.id, r.address, RecipientState.PENDING.value, 0, due, message.created)
          for r in message.recipients],
     )
 

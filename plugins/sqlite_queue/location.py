@@ -16,7 +16,7 @@ from mailpipe.core.durations import parse_duration
 from mailpipe.core.paths import resolve
 
 if TYPE_CHECKING:
-    from .store import SqliteQueue
+    from mailpipe.core.queue import QueueBackend
 
 BUSY_TIMEOUT = 10.0
 HISTORY_DAYS = 30.0
@@ -28,9 +28,10 @@ def queue_file(path: str | Path | None, state_dir: Path, base_dir: Path) -> Path
     return resolve(path, base_dir) if path else state_dir / "queue.sqlite3"
 
 
-def open_queue_for_admin(options: Mapping[str, Any], state_dir: Path, base_dir: Path) -> SqliteQueue | None:
+def open_queue_for_admin(options: Mapping[str, Any], state_dir: Path, base_dir: Path) -> QueueBackend | None:
     """The queue of ``queue: {sqlite: options}`` (not opened yet), or None when the options need the
-    full validation (an unknown key, a value of an unexpected type)."""
+    full validation (an unknown key, a value of an unexpected type). With several workers' files,
+    all of them together (``shards.py``)."""
     if not isinstance(options, Mapping) or set(options) - _OPTIONS:
         return None
     path, busy = options.get("path"), options.get("busy_timeout", BUSY_TIMEOUT)
@@ -40,6 +41,10 @@ def open_queue_for_admin(options: Mapping[str, Any], state_dir: Path, base_dir: 
         busy_timeout = parse_duration(busy)
     except ValueError:
         return None
+    from mailpipe.core.workers.slot import WorkerSlot
+
+    from .shards import open_queue
     from .store import SqliteQueue
 
-    return SqliteQueue(queue_file(path, state_dir, base_dir), busy_timeout=busy_timeout)
+    return open_queue(queue_file(path, state_dir, base_dir), WorkerSlot(),
+                      lambda file: SqliteQueue(file, busy_timeout=busy_timeout))

@@ -10,6 +10,7 @@ do without, committed without the extra fsync.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -18,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from mailpipe.core.events import Event
-from mailpipe.core.message import Message
-from mailpipe.core.queue import QueueBackend, QueueError, RecipientUpdate
+from mailpipe.core.message import Message, Recipient
+from mailpipe.core.queue import QueueBackend, QueueError, RecipientUpdate, StoreAndClaim
 
 from ..sql_queue.claims import Claims
 from ..sql_queue.reads import ReadJobs, SqlAdminReads
@@ -32,7 +33,8 @@ from .worker import DbWorker
 __all__ = ["SqliteQueue"]
 
 
-class SqliteQueue(CollectedMail, SqliteKeyValue, SqlAdminReads, QueueBackend, transfer.SqliteTransfer):
+class SqliteQueue(CollectedMail, SqliteKeyValue, SqlAdminReads, StoreAndClaim, QueueBackend,
+                  transfer.SqliteTransfer):
     """The embedded queue. All SQL runs on one worker thread; writes are group-committed.
 
     Made by the ``sqlite`` plugin's ``open_queue``; ``history_days`` is how long ``prune``
@@ -62,11 +64,11 @@ class SqliteQueue(CollectedMail, SqliteKeyValue, SqlAdminReads, QueueBackend, tr
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _run(self, fn: Callable[[sqlite3.Connection], Any], *, write: bool = False,
-                   durable: bool = True) -> Any:
+                   durable: bool = True, hot: bool = False) -> Any:
         if self._worker is None:
             raise QueueError("queue is not open")
         try:
-            return await self._worker.submit(fn, write=write, durable=durable)
+            return await self._worker.submit(fn, write=write, durable=durable, hot=hot)
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
 
@@ -88,8 +90,27 @@ class SqliteQueue(CollectedMail, SqliteKeyValue, SqlAdminReads, QueueBackend, tr
         """Called by the intake: commit a new message durably (``QueueFull`` when the disk is full)."""
         await self._run(partial(delivery.insert, message=message, data=data), write=True)
 
+    async def store_claimed(self, message: Message, data: bytes, owner: str, lease_until: float) -> Message:
+        """Called by the intake's hand-off: commit a new message durably, leased to ``owner`` (its scheduler)."""
+        await self._run(partial(delivery.insert, message=message, data=data, owner=owner, lease_until=lease_until),
+                        write=True)
+        claimed = Message(id=message.id, sender=message.sender, created=message.created, size=len(data),
+                          recipients=[Recipient(address=r.address, next_attempt=message.created)
+                                      for r in message.recipients],
+                          mail_options=list(message.mail_options), attributes=dict(message.attributes))
+        if len(data) <= delivery.INLINE_BODY_LIMIT:
+            claimed.set_body(data)
+        return self._claims.handed_out([(claimed, json.dumps(message.attributes, default=str))])[0]
+
     async def claim_due(self, now: float, limit: int, owner: str, lease_until: float) -> list[Message]:
-        """Called by the scheduler: lease messages with due recipients to ``owner``."""
+        """Called by the scheduler: lease messages with due recipients to ``owner``.
+
+        A read looks first whether anything is due at all (the partial index ``recipients_due``): a
+        scheduler woken by a finished delivery then costs no write transaction when nothing waits.
+        """
+        due = await self._run(delivery.next_due, hot=True)
+        if due is None or due > now:
+            return []
         claimed = await self._run(partial(delivery.claim, now=now, limit=limit, owner=owner,
                                           lease_until=lease_until), write=True, durable=False)
         return self._claims.handed_out(claimed)
@@ -121,11 +142,11 @@ class SqliteQueue(CollectedMail, SqliteKeyValue, SqlAdminReads, QueueBackend, tr
 
     async def next_due(self) -> float | None:
         """Called by the scheduler to sleep until the next due recipient."""
-        return await self._run(delivery.next_due)
+        return await self._run(delivery.next_due, hot=True)
 
     async def read_body(self, message_id: str) -> bytes:
         """The stored bytes (``await message.body()`` of a large message); ``QueueError`` if gone."""
-        return await self._run(partial(delivery.read_body, message_id=message_id))
+        return await self._run(partial(delivery.read_body, message_id=message_id), hot=True)
 
     # -- admin face (show, list, events, log and stats: SqlAdminReads) -----------------------
 

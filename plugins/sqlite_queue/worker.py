@@ -5,6 +5,13 @@ the next transaction, so many messages that finished DATA at about the same
 time share one fsync (group commit). Each job runs in its own savepoint: one
 failing job does not undo the others. Results go back to the asyncio loop of
 the caller.
+
+Writes nobody waits for (events: ``submit_nowait``) do not make a transaction of
+their own: they ride along with the next group (a message stored, an attempt
+recorded), and are committed by themselves only when no group came for
+``BACKGROUND_DELAY`` seconds, or before a read that may want to see them (every
+read but the delivery path's own: ``hot``). A message delivered thus costs one
+commit, not two.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +30,8 @@ log = logging.getLogger("mailpipe.queue.sqlite")
 
 Job = Callable[[sqlite3.Connection], Any]
 MAX_GROUP = 512
+BACKGROUND_DELAY = 0.05
+"""Seconds a write nobody waits for (an event) may wait for a group to ride along with."""
 
 
 @dataclass
@@ -31,6 +41,7 @@ class _Work:
     future: asyncio.Future[Any] | None
     loop: asyncio.AbstractEventLoop | None
     durable: bool = True
+    hot: bool = False  # a read of the delivery path: it need not see the background writes
 
 
 _STOP = object()
@@ -58,7 +69,7 @@ class DbWorker:
             self._jobs.put(_STOP)
             self._thread.join()
 
-    def submit(self, fn: Job, *, write: bool, durable: bool = True) -> asyncio.Future[Any]:
+    def submit(self, fn: Job, *, write: bool, durable: bool = True, hot: bool = False) -> asyncio.Future[Any]:
         """Queue a job; the returned future resolves in the caller's loop.
 
         A ``durable`` write is on stable storage when the future resolves (its
@@ -66,14 +77,17 @@ class DbWorker:
         A non-durable write survives a crash of the process but maybe not a power
         loss; it is for bookkeeping that start-up recovery rebuilds anyway
         (leases, events). A group with any durable job is committed durably.
+        A ``hot`` read (the delivery path's: due times, bodies) does not wait for
+        the background writes to be committed first.
         """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._jobs.put(_Work(fn, write, fut, loop, durable))
+        self._jobs.put(_Work(fn, write, fut, loop, durable, hot))
         return fut
 
     def submit_nowait(self, fn: Job) -> None:
-        """Queue a non-durable write whose result nobody waits for (events); errors are logged."""
+        """Queue a non-durable write whose result nobody waits for (events): it rides along with the next
+        group (see the module's text); errors are logged."""
         self._jobs.put(_Work(fn, True, None, None, False))
 
     def _run(self) -> None:
@@ -84,13 +98,33 @@ class DbWorker:
             self._ready.set()
             return
         self._ready.set()
+        background: list[_Work] = []  # writes nobody waits for, waiting for a group to ride along with
+        due = 0.0  # when the background writes are committed by themselves
         try:
             while True:
-                item = self._jobs.get()
+                wait = due - time.monotonic() if background else None
+                try:
+                    if wait is not None and wait <= 0:
+                        raise queue.Empty
+                    item = self._jobs.get(timeout=wait)
+                except queue.Empty:
+                    self._commit_group(conn, background)
+                    background = []
+                    continue
                 if item is _STOP:
+                    if background:
+                        self._commit_group(conn, background)
                     return
                 if not item.write:
+                    if background and not item.hot:
+                        self._commit_group(conn, background)
+                        background = []
                     self._finish(item, *self._attempt(conn, item))
+                    continue
+                if item.future is None:
+                    if not background:
+                        due = time.monotonic() + BACKGROUND_DELAY
+                    background.append(item)
                     continue
                 group, deferred_reads, stop = [item], [], False
                 while len(group) < MAX_GROUP:
@@ -102,7 +136,8 @@ class DbWorker:
                         stop = True
                         break
                     (group if more.write else deferred_reads).append(more)
-                self._commit_group(conn, group)
+                self._commit_group(conn, [*background, *group])
+                background = []
                 for read in deferred_reads:
                     self._finish(read, *self._attempt(conn, read))
                 if stop:

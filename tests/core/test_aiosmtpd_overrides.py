@@ -64,3 +64,69 @@ def test_the_public_parts_the_protocol_replaces_keep_their_shape() -> None:
     handling = inspect.getsource(SMTP._handle_client)
     assert "self.handle_exception(error)" in handling and "isinstance(error, TLSSetupException)" in handling
     assert "raise TLSSetupException() from error" in inspect.getsource(SMTP.smtp_STARTTLS)
+
+
+def test_the_constructor_builds_what_aiosmtpds_builds() -> None:
+    """GatewaySMTP's constructor does aiosmtpd's reflection once per class (issue 13); every attribute it sets
+    is the one aiosmtpd's own ``SMTP.__init__`` sets, for the keyword arguments the intake passes and more."""
+    import asyncio
+    import ssl
+
+    import aiosmtpd.smtp as smtp
+
+    from mailpipe.core.intake.protocol import MODULE_NAMES, ConnectionSlots
+
+    for name in MODULE_NAMES:
+        assert hasattr(smtp, name), f"aiosmtpd.smtp has no {name} any more"
+    assert list(inspect.signature(SMTP.__init__).parameters) == [
+        "self", "handler", "data_size_limit", "enable_SMTPUTF8", "decode_data", "hostname", "ident", "tls_context",
+        "require_starttls", "timeout", "auth_required", "auth_require_tls", "auth_exclude_mechanism",
+        "auth_callback", "command_call_limit", "authenticator", "proxy_protocol_timeout", "loop"]
+
+    class Handler:
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001
+            return responses
+
+        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+            return "250 OK"
+
+        async def auth_CRAM__MD5(self, server, args):  # noqa: ANN001, N802
+            return None
+
+    def plain(value: object, me: object) -> object:
+        """Bound methods as (function, "me" or the object bound); dicts and tuples item by item."""
+        if inspect.ismethod(value):
+            return (value.__func__, "me" if value.__self__ is me else id(value.__self__))
+        if isinstance(value, dict):
+            return {k: plain(v, me) for k, v in value.items()}
+        if isinstance(value, tuple):
+            return type(value)(*(plain(v, me) for v in value)) if hasattr(value, "_fields") else \
+                tuple(plain(v, me) for v in value)
+        return value
+
+    async def compare() -> None:
+        slots = ConnectionSlots(10, lambda *a: None, lambda *a: None, lambda *a: None)
+        handler = Handler()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        for kwargs in (
+            dict(hostname="gw.test", ident="mailpipe", data_size_limit=1000, enable_SMTPUTF8=True, decode_data=False,
+                 timeout=300, auth_required=False, auth_require_tls=True, auth_exclude_mechanism=["LOGIN", "PLAIN"]),
+            dict(hostname="gw.test", ident="mailpipe", data_size_limit=None, tls_context=context, timeout=30,
+                 auth_required=True, auth_require_tls=True, command_call_limit={"*": 5, "NOOP": 2}),
+            dict(hostname="gw.test", command_call_limit=3, proxy_protocol_timeout=5.0),
+        ):
+            ours = GatewaySMTP(handler, slots=slots, **kwargs)
+            theirs = GatewaySMTP.__new__(GatewaySMTP)
+            SMTP.__init__(theirs, handler, **kwargs)
+            mine = {k for k in vars(ours) if k not in vars(theirs)}
+            assert mine <= {"_slots", "_data_timeout", "_relay_login", "_client", "_counted", "_refused",
+                            "_reply_lines"}, mine
+            for key, value in vars(theirs).items():
+                assert key in vars(ours), key
+                if key in ("_stream_reader_wr", "_strong_reader", "_closed", "_loop"):
+                    assert type(vars(ours)[key]) is type(value), key
+                    continue  # per-object plumbing of asyncio.StreamReaderProtocol, made by the same call
+                assert plain(vars(ours)[key], ours) == plain(value, theirs), key
+            assert set(ours._auth_methods) == set(theirs._auth_methods) and "CRAM-MD5" in ours._auth_methods
+
+    asyncio.run(compare())

@@ -60,9 +60,14 @@ class MailpipeProcess(Service):
         self.write_config(config)
 
     def write_config(self, config: dict[str, Any]) -> None:
-        """Write a new config; ``listen`` and ``state_dir`` carry over from the last one if not given."""
+        """Write a new config; ``listen`` and ``state_dir`` carry over from the last one if not given.
+
+        ``workers`` defaults to ``$MAILPIPE_TEST_WORKERS`` or 1: the suite pins one process's behaviour
+        (one scheduler, one event per start, its log lines); tests/workers/ run several on purpose.
+        """
         previous = getattr(self, "config", {}) or {}
         config = {**{k: previous[k] for k in ("state_dir", "listen") if k in previous}, **config}
+        config.setdefault("workers", os.environ.get("MAILPIPE_TEST_WORKERS", 1))
         self.config = config
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
