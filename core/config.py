@@ -25,16 +25,24 @@ from .tlsfiles import server_tls_context
 
 EMBEDDED = "<embedded default>"
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+ENTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+"""What a chain entry's ``name:`` may be (it appears in routes, logs and the message log)."""
 
 
 @dataclass(frozen=True)
 class PluginSpec:
-    """One configured plugin: its name, class, validated options and key path."""
+    """One configured plugin: its entry's name, class, validated options and key path.
+
+    ``name`` is the chain entry's name: the installed plugin's name (``plugin``) unless the
+    entry gives itself another with ``name:`` (``- smarthost: {name: smarthost-big, ...}``),
+    so one plugin can stand in the chain more than once and be named by ``route_via``.
+    """
 
     name: str
     cls: type[Plugin]
     options: BaseModel
     key_path: str
+    plugin: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,12 +138,20 @@ def _plugin_spec(
         cls = load_plugin(str(name))
     except ConfigError as exc:
         raise ConfigError(f"{source}: {key_path(loc)}: {exc}") from exc
+    instance = str(name)
+    if isinstance(options, dict) and "name" in options and "name" not in cls.Options.model_fields:
+        options = dict(options)
+        given = options.pop("name")
+        if not isinstance(given, str) or not ENTRY_NAME.fullmatch(given):
+            raise ConfigError(f"{source}: {key_path(loc + (name, 'name'))}: expected an entry name of letters, "
+                              f"digits, '.', '_' and '-' such as smarthost-big, got {given!r}")
+        instance = given
     try:
         # The context lets a plugin check its options against the rest of the config (e.g. accounts).
         validated = cls.Options.model_validate(options or {}, context={"settings": settings})
     except ValidationError as exc:
         raise ConfigError(_format_validation(source, loc + (name,), exc)) from exc
-    return PluginSpec(str(name), cls, validated, key_path(loc + (name,)))
+    return PluginSpec(instance, cls, validated, key_path(loc + (name,)), str(name))
 
 
 def _check_listeners(settings: Settings, source: str, base: Path) -> None:
@@ -166,5 +182,6 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
     chain = [_plugin_spec(entry, ("chain", i), source, settings) for i, entry in enumerate(settings.chain)]
     names = [c.name for c in chain]
     for dup in sorted({n for n in names if names.count(n) > 1}):
-        raise ConfigError(f"{source}: chain: plugin {dup!r} is listed more than once")
+        raise ConfigError(f"{source}: chain: plugin {dup!r} is listed more than once; give each entry its "
+                          f"own name, e.g. - {dup}: {{name: {dup}-2, ...}}")
     return LoadedConfig(settings, source, base, queue, chain, raw)

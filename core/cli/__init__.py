@@ -23,6 +23,7 @@ from .passwords import hash_password
 from .plugins import plugins
 from .queue import queue
 from .route import route
+from .rules import rules
 from .serve import serve
 
 __all__ = ["main"]
@@ -34,5 +35,5 @@ def main() -> None:
     """mailpipe: a plugin-based outbound mail gateway."""
 
 
-for _command in (serve, check, plugins, hash_password, route, queue, *LOG_COMMANDS):
+for _command in (serve, check, plugins, hash_password, route, rules, queue, *LOG_COMMANDS):
     main.add_command(_command)

@@ -74,7 +74,7 @@ def queue_show(ctx: click.Context, message_id: str, as_json: bool) -> None:
             "recipients": [{"address": r.address, "state": r.state.value, "attempts": r.attempts,
                             "next_attempt": r.next_attempt or None, "last_reply": r.last_reply}
                            for r in m.recipients],
-            "attempts": [asdict(a) for a in detail.attempts],
+            "attempts": [asdict(a) for a in detail.attempts], "held": m.held,
         })
         return
     click.echo(f"message {m.id}")
@@ -82,6 +82,8 @@ def queue_show(ctx: click.Context, message_id: str, as_json: bool) -> None:
     click.echo(f"  arrived:  {timestamp(m.created)} UTC from {detail.client.get('peer', '?')}"
                f" (helo {detail.client.get('helo')})")
     click.echo(f"  size:     {m.size} bytes")
+    if m.held:
+        click.echo(f"  held:     {m.held} (release with `pipeline queue release {m.id}`)")
     click.echo("  recipients:")
     for r in m.recipients:
         nxt = f", next attempt {timestamp(r.next_attempt)}" if r.state.value in ("pending", "deferred") else ""

@@ -5,7 +5,8 @@
   anyone else gets ``554 5.7.1``. At most ``intake.max_recipients``.
 - DATA: line ends made canonical, every plugin's ``accept`` hook, a Received
   header, then the durable commit; ``250`` only once the queue has the message
-  on stable storage.
+  on stable storage. ``accept`` may change the envelope recipients and header
+  fields, queue the message held (``message.hold``) or discard it (``message.drop``).
 """
 
 from __future__ import annotations
@@ -164,6 +165,12 @@ class IntakeHandler:
         except SMTPError as exc:
             log.info("message from %s refused by accept: %s", info.peer, exc.reply)
             return str(exc.reply)
+        if message.dropped is not None:  # a policy stage discarded it: the client is told nothing else
+            services.events.emit("message.discarded", f"{queue_id} from <{message.sender}> for "
+                                 f"{', '.join(r.address for r in message.recipients)} discarded at intake: "
+                                 f"{message.dropped}", level="warning", message=queue_id, sender=message.sender)
+            return f"250 2.0.0 Ok: queued as {queue_id}"
+        data = await message.body()  # as accept left it (a stage may have removed header fields)
         header = received_header(info, runtime.settings.hostname, queue_id, envelope.rcpt_tos, now,
                                  esmtp=bool(session.extended_smtp))
         extra = b"".join(f"{n}: {v}\r\n".encode("utf-8", "surrogateescape") for n, v in message.added_headers)
@@ -184,6 +191,10 @@ class IntakeHandler:
             return "451 4.3.0 Queue unavailable, try again later"
         if services.outage.ended():
             services.events.emit("queue.available", "the queue takes messages again")
+        if message.held is not None:
+            services.events.emit("message.held", f"{queue_id} from <{message.sender}> queued held: {message.held}; "
+                                 "release it in the console or with `pipeline queue release`",
+                                 level="warning", message=queue_id, reason=message.held)
         log.info("%s: accepted from %s <%s> for %d recipient(s), %d bytes", queue_id, info.peer,
                  message.sender, len(message.recipients), message.size)
         services.stored(message)

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from mailpipe.core.settings import Duration, Strict, split_host_port
+from mailpipe.plugins.limits.options import BackoffOptions, DirectLimitSpec
 
 
 def parse_dns_server(text: str) -> tuple[str, int]:
@@ -50,6 +51,11 @@ class DirectOptions(Strict):
     connection_reuse: bool = True
     idle_timeout: Duration = Field(10.0, ge=0, description="how long an unused connection is kept for reuse")
     max_messages_per_connection: int = Field(100, ge=1)
+    limits: list[DirectLimitSpec] = Field(
+        default_factory=list, description="sending limits per sender or recipient domain; docs/policy.md"
+    )
+    backoff: BackoffOptions = Field(default_factory=BackoffOptions,
+                                    description='how delivery to a domain slows when it answers "too many ..."')
 
     @field_validator("dns_servers")
     @classmethod

@@ -42,6 +42,7 @@ from mailpipe.core.queue import (
 
 from . import admin, cluster, delivery, logs
 from .bodies import BodyStore, ByteaBodies
+from .counters import PostgresCounters
 from .database import Database, Unreachable
 from .listener import Listener
 
@@ -56,7 +57,7 @@ MAX_BUFFERED_EVENTS = 10_000  # while the database is away; the oldest go first
 RETRY_BACKOFF = (0.5, 10.0)  # record/release waiting for the database: first and longest pause
 
 
-class PostgresQueue(QueueBackend):
+class PostgresQueue(PostgresCounters, QueueBackend):
     """The shared queue. Made by the ``postgres`` plugin's ``open_queue``, one instance per process.
 
     ``lease``: seconds after which the claims of a node that stopped renewing go to the

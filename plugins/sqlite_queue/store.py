@@ -32,12 +32,13 @@ from mailpipe.core.queue import (
 
 from . import admin, delivery, logs
 from .connection import connect, translate
+from .counters import SqliteCounters
 from .worker import DbWorker
 
 __all__ = ["SqliteQueue"]
 
 
-class SqliteQueue(QueueBackend):
+class SqliteQueue(SqliteCounters, QueueBackend):
     """The embedded queue. All SQL runs on one worker thread; writes are group-committed.
 
     Made by the ``sqlite`` plugin's ``open_queue``; ``history_days`` is how long ``prune``
