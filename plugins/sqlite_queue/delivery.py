@@ -61,7 +61,8 @@ def recipients_of(conn: sqlite3.Connection, where: str, params: tuple[Any, ...])
 
 
 def insert(conn: sqlite3.Connection, message: Message, data: bytes) -> None:
-    """Insert a new message, its body and its recipients (pending, due at arrival)."""
+    """Insert a new message, its body and its recipients (pending, due at arrival; held when ``accept``
+    held them)."""
     client = json.dumps(message.session.__dict__ if message.session else {})
     conn.execute(
         "INSERT INTO messages (id, sender, created, size, client, mail_options, attributes) "
@@ -73,8 +74,8 @@ def insert(conn: sqlite3.Connection, message: Message, data: bytes) -> None:
     conn.executemany(
         "INSERT INTO recipients (message_id, address, state, attempts, next_attempt, updated) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        [(message.id, r.address, RecipientState.PENDING.value, 0, message.created, message.created)
-         for r in message.recipients],
+        [(message.id, r.address, (r.state if r.state is RecipientState.HELD else RecipientState.PENDING).value, 0,
+          message.created, message.created) for r in message.recipients],
     )
 
 

@@ -26,13 +26,15 @@ from ..sql_queue.reads import ReadJobs, SqlAdminReads
 from . import admin, delivery, logs, transfer
 from .collected import CollectedMail
 from .connection import connect, translate
+from .counters import SqliteCounters
 from .kv import SqliteKeyValue
 from .worker import DbWorker
 
 __all__ = ["SqliteQueue"]
 
 
-class SqliteQueue(CollectedMail, SqliteKeyValue, SqlAdminReads, QueueBackend, transfer.SqliteTransfer):
+class SqliteQueue(CollectedMail, SqliteKeyValue, SqliteCounters, SqlAdminReads, QueueBackend,
+                  transfer.SqliteTransfer):
     """The embedded queue. All SQL runs on one worker thread; writes are group-committed.
 
     Made by the ``sqlite`` plugin's ``open_queue``; ``history_days`` is how long ``prune``
