@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from tests.peers.clamd import EICAR, SIGNATURE, ClamdPeer
+from tests.peers.harness import Harness
 from tests.peers.net import free_port
 from tests.peers.sink import RecordingSink
-from tests.support.harness import Harness
 
 from .helpers import OtherClient, base_config, eicar_mail, mail, send, smarthost, zip_bomb, zipped
 

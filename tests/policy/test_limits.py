@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.peers.fixtures import DnsmasqFactory
+from tests.peers.harness import SyncHarness
 from tests.peers.net import free_port
 from tests.peers.sink import RecordingSink
-from tests.support.harness import SyncHarness
 
 from .helpers import HOSTNAME, smarthost
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from tests.peers.harness import Harness
 from tests.peers.mailpipe import run_pipeline
 from tests.peers.net import free_port
 from tests.peers.sink import RecordingSink
-from tests.support.harness import Harness
 
 from .helpers import base_config, mail, send, smarthost
 

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from mailpipe.plugins.rules.patterns import SafePattern
+from tests.peers.harness import Harness
 from tests.peers.net import free_port
 from tests.peers.sink import RecordingSink
-from tests.support.harness import Harness
 
 from .helpers import OtherClient, base_config, deep_mime, mail, send, smarthost
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from tests.peers.harness import Harness
 from tests.peers.mailpipe import run_pipeline
 from tests.peers.net import free_port
 from tests.peers.sink import RecordingSink
-from tests.support.harness import Harness
 
 from .helpers import base_config, mail, send, smarthost
 
