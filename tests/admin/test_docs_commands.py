@@ -105,6 +105,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     home = tmp_path_factory.mktemp("reader")
     (home / "examples").symlink_to(ROOT / "examples")
     shutil.copy(ROOT / "examples" / "relay-to-smarthost.yaml", home / "etc-mailpipe.yaml")
+    (home / "message.eml").write_bytes(b"From: a@corp.example\r\nTo: b@partner.example\r\nSubject: report\r\n"
+                                       b"Message-ID: <docs@corp.example>\r\n\r\nHello.\r\n")  # pipeline rules test
     config = write(home / "queue.yaml", {"state_dir": str(home / "state")})
     [mid] = store_messages(config, [["bob@example.net"]])
     return home, mid

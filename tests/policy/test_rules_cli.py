@@ -76,7 +76,7 @@ def test_rules_test_shows_matches_and_outcome(config: Path, workdir: Path) -> No
     ([{"action": {"bcc": "not an address"}}], "expected an email address"),
     ([{"match": {"colour": "red"}, "action": "hold"}], "chain[0].rules.rules[0].match.colour: unknown key"),
     ([{"match": {"any": []}, "action": "hold"}], "chain[0].rules.rules[0].match.any: expected at least one match"),
-    ([{"match": {}}], "chain[0].rules.rules[0].action: Field required"),
+    ([{"match": {}}], "chain[0].rules.rules[0].action: required, but not given"),
 ])
 def test_bad_rules_refused_with_key_path(workdir: Path, rules: list, error: str) -> None:
     path = workdir / "bad.yaml"
