@@ -20,7 +20,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginFailure, SMTPError, TemporaryError
-from .message import Message, Route
+from .message import Message, Route, RouteVia
 from .plugin import Plugin
 
 log = logging.getLogger("mailpipe.chain")
@@ -36,6 +36,7 @@ DEFAULT_TIMEOUTS: dict[str, float] = {
     "startup": 60.0,
     "shutdown": 60.0,
     "explain_route": 60.0,
+    "explain_accept": 60.0,
 }
 
 
@@ -103,20 +104,52 @@ class Chain:
         """Walk ``route`` in chain order, *per recipient*: each plugin sees the recipients no earlier one took.
 
         Returns the routes (each naming the chain entry that made it) and the recipients
-        no plugin took. An ``SMTPError`` from a plugin passes through.
+        no plugin took. An answer may also hand recipients to a named chain entry
+        (``RouteVia``, a rule's ``route_via``): they are offered to that entry's ``route``
+        only, and get no route when it does not take them. An ``SMTPError`` from a plugin
+        passes through.
         """
         routes: list[Route] = []
         left = list(recipients)
+        refused: list[str] = []
         for impl in self.implementations("route"):
             if not left:
                 break
             answer = await self.call(impl, "route", {"message": message, "recipients": list(left)})
             for r in answer or []:
-                r.recipients = [x for x in r.recipients if x in left]
-                if r.recipients:
+                wanted = [x for x in r.recipients if x in left]
+                if not wanted:
+                    continue
+                left = [x for x in left if x not in wanted]
+                if isinstance(r, RouteVia):
+                    taken = await self._route_via(message, r.entry, wanted)
+                    routes += taken
+                    covered = {x for t in taken for x in t.recipients}
+                    refused += [x for x in wanted if x not in covered]
+                else:
+                    r.recipients = wanted
                     routes.append(r)
-                    left = [x for x in left if x not in r.recipients]
-        return routes, left
+        return routes, left + refused
+
+    async def _route_via(self, message: Message, entry: str, recipients: list[str]) -> list[Route]:
+        """The routes the chain entry ``entry`` makes for ``recipients`` (none when it has no ``route``)."""
+        impl = next((i for i in self.implementations("route") if i.plugin_name == entry), None)
+        if impl is None:
+            log.warning("%s: route_via %r: no chain entry of that name routes mail", message.id, entry)
+            return []
+        answer = await self.call(impl, "route", {"message": message, "recipients": list(recipients)})
+        routes: list[Route] = []
+        left = list(recipients)
+        for r in answer or []:
+            if isinstance(r, RouteVia):  # no chains of hand-overs: they could loop
+                continue
+            r.recipients = [x for x in r.recipients if x in left]
+            if r.recipients:
+                routes.append(r)
+                left = [x for x in left if x not in r.recipients]
+        if left:
+            log.warning("%s: route_via %r: the entry did not take %s", message.id, entry, ", ".join(left))
+        return routes
 
     def owner(self, route: Route) -> Plugin | None:
         """The chain entry that made ``route`` (``route.plugin``), or None when it is not in this chain."""

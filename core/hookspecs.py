@@ -12,8 +12,8 @@ ask the next plugin". Every call has a time bound; an exception other than
 the plugin's name, never a lost message.
 
 "First answer wins" hooks stop at the first plugin that returns something
-other than ``None``. ``accept``, ``startup``, ``shutdown`` and ``event`` are
-called on every plugin. ``route`` is walked *per recipient* (``Chain.route``):
+other than ``None``. ``accept``, ``explain_accept``, ``startup``, ``shutdown`` and
+``event`` are called on every plugin. ``route`` is walked *per recipient* (``Chain.route``):
 each plugin sees only the recipients no earlier plugin took. ``deliver`` and
 ``explain_route`` are called only on the plugin that made the route (the chain
 entry named by ``route.plugin``), so they need not check whose route it is.
@@ -31,7 +31,7 @@ import pluggy
 if TYPE_CHECKING:
     from .errors import Reply
     from .events import Event
-    from .message import Credentials, Decision, Message, RecipientResult, Route, SessionInfo
+    from .message import Credentials, Decision, Message, RecipientResult, Route, RouteVia, SessionInfo
     from .plugin import PluginContext
     from .queue import QueueBackend
 
@@ -54,7 +54,7 @@ def accept(message: Message, session: SessionInfo) -> Reply | None:
 
 
 @hookspec
-def route(message: Message, recipients: list[str]) -> list[Route] | None:
+def route(message: Message, recipients: list[str]) -> list[Route | RouteVia] | None:
     """Say how recipients leave; first answer wins, *per recipient* (walked by ``Chain.route``).
 
     Called by the delivery (``core/delivery.py``) for each due message with the
@@ -62,7 +62,9 @@ def route(message: Message, recipients: list[str]) -> list[Route] | None:
     recipients this plugin takes (it may take only some, e.g. only certain
     domains), or ``None`` for "none of mine". Recipients not taken are offered
     to the next plugin in the chain. Recipients no plugin takes fail
-    temporarily with "no route" and an event.
+    temporarily with "no route" and an event. A ``RouteVia`` hands recipients to
+    the chain entry it names (e.g. a rule's ``route_via: smarthost-big``): only
+    that entry's ``route`` is asked for them.
     """
 
 
@@ -153,4 +155,14 @@ def explain_route(route: Route) -> dict[str, Any] | None:
     Called by ``pipeline route ADDRESS`` (the dry run) only on the plugin that
     made the route; return a dict of printable facts (e.g. MX hosts in the order
     they would be tried, their addresses, the credentials mode).
+    """
+
+
+@hookspec
+def explain_accept(message: Message, session: SessionInfo) -> dict[str, Any] | None:
+    """Describe, without side effects, what ``accept`` would do with ``message``; called on every plugin.
+
+    Called by ``pipeline rules test`` (the dry run of the policy stages) in chain order, on
+    a message read from a file; nothing is sent, scanned, stored or counted. Return a dict
+    of printable facts (e.g. which rules match and what they would do), or ``None``.
     """

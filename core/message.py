@@ -91,6 +91,7 @@ class Message:
     _data: bytes | None = None
     _loader: Callable[[], Awaitable[bytes]] | None = None
     _added_headers: list[tuple[str, str]] = field(default_factory=list)
+    _dropped: str | None = None
 
     @property
     def null_sender(self) -> bool:
@@ -106,6 +107,62 @@ class Message:
     @property
     def added_headers(self) -> list[tuple[str, str]]:
         return list(self._added_headers)
+
+    def remove_header(self, name: str) -> int:
+        """Remove every header field called ``name`` (any case), added or received; only during ``accept``.
+
+        Returns how many fields went (continuation lines go with their field). The body must be
+        in memory (it is, during ``accept``); RuntimeError otherwise.
+        """
+        if self._data is None:
+            raise RuntimeError("headers can only be removed while the message is in memory (accept)")
+        wanted = name.strip().lower().encode("utf-8", "surrogateescape")
+        before = len(self._added_headers)
+        self._added_headers = [(n, v) for n, v in self._added_headers if n.lower() != name.strip().lower()]
+        self._data, removed = _without_field(self._data, wanted)
+        return removed + before - len(self._added_headers)
+
+    # -- what accept may change: recipients and whether the message is queued at all -----------
+
+    def add_recipient(self, address: str) -> bool:
+        """Add an envelope recipient (a copy, e.g. a rule's ``bcc``); only during ``accept``. False if present."""
+        if any(r.address.lower() == address.lower() for r in self.recipients):
+            return False
+        self.recipients.append(Recipient(address, state=self.recipients[0].state if self.recipients
+                                         else RecipientState.PENDING))
+        return True
+
+    def replace_recipients(self, addresses: list[str]) -> None:
+        """Send to ``addresses`` instead of the envelope recipients (a rule's ``redirect``); only during ``accept``."""
+        if not addresses:
+            raise ValueError("a message needs at least one recipient")
+        state = self.recipients[0].state if self.recipients else RecipientState.PENDING
+        unique = list(dict.fromkeys(addresses))
+        self.recipients = [Recipient(a, state=state) for a in unique]
+
+    def hold(self, reason: str) -> None:
+        """Queue this message held (not delivered until an administrator releases it); only during ``accept``.
+
+        ``reason`` is kept in ``attributes["held"]`` and shown by the console and ``queue show``.
+        """
+        self.attributes["held"] = reason
+        for r in self.recipients:
+            r.state = RecipientState.HELD
+
+    @property
+    def held(self) -> str | None:
+        """Why ``accept`` asked to queue the message held (None: it was not)."""
+        reason = self.attributes.get("held")
+        return str(reason) if reason is not None else None
+
+    def drop(self, reason: str) -> None:
+        """Accept the message but do not queue it (logged with ``reason``); only during ``accept``."""
+        self._dropped = reason
+
+    @property
+    def dropped(self) -> str | None:
+        """Why ``accept`` asked to discard the message (None: it did not)."""
+        return self._dropped
 
     async def body(self) -> bytes:
         """The full message bytes (headers and body, CRLF line ends)."""
@@ -141,6 +198,19 @@ class Route:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class RouteVia:
+    """An answer of ``route`` that hands recipients to another chain entry (a rule's ``route_via``).
+
+    ``Chain.route`` offers ``recipients`` to the ``route`` hook of the chain entry named
+    ``entry`` only, wherever it stands in the chain; what it does not take gets no route.
+    """
+
+    entry: str
+    recipients: list[str]
+    reason: str = ""
+
+
 @dataclass(frozen=True)
 class Credentials:
     """How to log in for one hop, as ``authenticate`` returns it.
@@ -167,7 +237,13 @@ class Credentials:
 
 @dataclass
 class RecipientResult:
-    """The outcome of one attempt for one recipient, as ``deliver`` reports it."""
+    """The outcome of one attempt for one recipient, as ``deliver`` reports it.
+
+    ``retry_at`` (temporary outcomes only) says the recipient was held back by the gateway's own
+    pacing, not failed by the message: a sending limit reached, a destination that asked to slow
+    down. It is deferred until then without asking ``on_failure``: never bounced, expired or
+    warned about for it.
+    """
 
     recipient: str
     outcome: Outcome
@@ -176,6 +252,7 @@ class RecipientResult:
     remote_addr: str | None = None
     route: str = ""
     duration: float = 0.0
+    retry_at: float | None = None
 
     @property
     def failed(self) -> bool:
@@ -217,3 +294,22 @@ class Decision:
     @classmethod
     def drop(cls, reason: str = "") -> Decision:
         return cls("drop", notify=False, reason=reason)
+
+
+def _without_field(data: bytes, name: bytes) -> tuple[bytes, int]:
+    """``data`` without the header fields called ``name`` (lower case), and how many there were."""
+    end = data.find(b"\r\n\r\n")
+    head, rest = (data, b"") if end < 0 else (data[: end + 2], data[end + 2:])
+    kept: list[bytes] = []
+    removed, skipping = 0, False
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):  # a continuation line goes with its field
+            if not skipping:
+                kept.append(line)
+            continue
+        skipping = line.split(b":", 1)[0].strip().lower() == name and b":" in line
+        if skipping:
+            removed += 1
+        else:
+            kept.append(line)
+    return b"\r\n".join(kept) + rest, removed

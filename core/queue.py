@@ -1,6 +1,7 @@
 """The queue interface: what the core needs from a queue backend plugin, and nothing more.
 
-A backend has two faces, implemented by one object (``QueueBackend``):
+A backend has two faces, implemented by one object (``QueueBackend``), and may offer a third,
+optional one (``SharedCounters``: the sending limits' counters, shared by every process):
 
 - ``DeliveryQueue``, the path of every message: ``store`` (the intake), ``claim_due``,
   ``renew``, ``release``, ``record``, ``next_due``, ``read_body`` (the scheduler) and
@@ -151,6 +152,8 @@ class DeliveryQueue(ABC):
     @abstractmethod
     async def store(self, message: Message, data: bytes) -> None:
         """Commit a new message (all recipients pending, due at ``message.created``) durably.
+
+        Recipients whose state is ``HELD`` (``accept`` called ``message.hold``) are stored held.
 
         Returns only once it is on stable storage; raises ``QueueFull`` when storage is full.
         """
@@ -538,3 +541,102 @@ async def _keyed_pages(read: Callable[[int, int], Awaitable[list[tuple[int, T]]]
         after = page[-1][0]
         for _, row in page:
             yield row
+
+
+# -- the optional third face: counters shared by every process on the queue -----------------------
+
+COUNTER_BUCKETS = 60
+"""A counter's window is kept as this many buckets (plus the one being filled): 1h in minutes."""
+
+
+@dataclass(frozen=True)
+class CounterRequest:
+    """Count ``amount`` more against ``key``, which allows at most ``max`` per ``every`` seconds.
+
+    ``label`` says in words what is counted (``100 messages/h for office@isp.example``); the
+    console's Statistics page shows it.
+    """
+
+    key: str
+    amount: int
+    max: int
+    every: float
+    label: str = ""
+
+    def bucket(self, at: float) -> int:
+        """The bucket that time ``at`` falls in (buckets are ``every / COUNTER_BUCKETS`` long)."""
+        return int(at // (self.every / COUNTER_BUCKETS))
+
+    def first_bucket(self, now: float) -> int:
+        """The oldest bucket still inside the window at ``now`` (kept a bucket longer: never too lenient)."""
+        return self.bucket(now) - COUNTER_BUCKETS
+
+    def refusal(self, buckets: list[tuple[int, int]], now: float) -> CounterRefusal | None:
+        """Whether ``amount`` fits, given the window's ``(bucket, count)`` rows; the refusal when it does not.
+
+        An amount larger than ``max`` (one message for more recipients than a recipients limit)
+        fits only an empty window, so it is never stuck for ever.
+        """
+        rows = sorted((b, c) for b, c in buckets if b >= self.first_bucket(now))
+        used = sum(c for _, c in rows)
+        if used + self.amount <= self.max or used == 0:
+            return None
+        width = self.every / COUNTER_BUCKETS
+        left = used
+        slot = (rows[-1][0] + COUNTER_BUCKETS + 1) * width
+        for b, c in rows:
+            left -= c
+            if left + self.amount <= self.max or left == 0:
+                slot = (b + COUNTER_BUCKETS + 1) * width
+                break
+        return CounterRefusal(self.key, self.label, used, self.max, self.every, max(slot, now))
+
+
+@dataclass(frozen=True)
+class CounterRefusal:
+    """A take that did not fit: which counter is full, its use, and when the amount fits again."""
+
+    key: str
+    label: str
+    used: int
+    max: int
+    every: float
+    next_slot: float
+
+
+@dataclass(frozen=True)
+class CounterUse:
+    """One counter as the Statistics page shows it: its use in the window ending at ``now``."""
+
+    key: str
+    label: str
+    used: int
+    max: int
+    every: float
+    last: float
+
+
+class SharedCounters(ABC):
+    """An optional face of a queue backend: sliding-window counters shared by every process on the queue.
+
+    The sending limits of the delivery plugins (``plugins/limits``) count messages and
+    recipients here, so the counts survive restarts and hold across the workers and nodes
+    that share the queue. A backend offers it by subclassing this too; without it, the
+    limits count in each process's memory. The window arithmetic is ``CounterRequest``'s:
+    the backend stores ``(key, bucket, count)`` rows and makes ``take`` atomic.
+    """
+
+    @abstractmethod
+    async def take(self, requests: list[CounterRequest], now: float) -> CounterRefusal | None:
+        """Count every request at ``now``, or none: None when all fitted, else the first refusal.
+
+        Atomic across processes: two takes never both fit into the last slot.
+        """
+
+    @abstractmethod
+    async def give_back(self, requests: list[CounterRequest], taken_at: float) -> None:
+        """Uncount requests taken at ``taken_at`` (nothing was sent after all)."""
+
+    @abstractmethod
+    async def usage(self, now: float) -> list[CounterUse]:
+        """Every counter used within its window (or the last day), by label."""

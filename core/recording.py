@@ -69,7 +69,13 @@ class Recorder:
         self.wake = wake
 
     async def decide(self, runtime: Runtime, message: Message, result: RecipientResult, now: float) -> Decision:
-        """``on_failure`` in chain order; the core default when no plugin answers."""
+        """``on_failure`` in chain order; the core default when no plugin answers.
+
+        A temporary result with ``retry_at`` (held back by a sending limit or a destination's
+        "slow down") is deferred until then without asking anyone: never bounced for it.
+        """
+        if result.retry_at is not None and result.outcome is Outcome.TEMPORARY:
+            return Decision.retry(max(now, result.retry_at), str(result.reply))
         try:
             decision = await runtime.chain.first("on_failure", message=message, result=result)
         except SMTPError:

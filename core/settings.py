@@ -502,6 +502,15 @@ class Settings(Strict):
             raise ValueError(f"account {dup} collects more than once: give each mailbox one entry")
         return value
 
+    def chain_names(self) -> list[str]:
+        """The chain entries' names in order: ``name:`` where an entry gives one, else its plugin's name."""
+        out = []
+        for entry in self.chain:
+            (plugin, options), = entry.items()
+            given = options.get("name") if isinstance(options, dict) else None
+            out.append(given if isinstance(given, str) else plugin)
+        return out
+
     def account_for(self, address: str) -> Account | None:
         """The Internet Mail Account whose address is ``address`` (case-insensitive)."""
         wanted = address.lower()

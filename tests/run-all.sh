@@ -8,6 +8,7 @@ bash .ci/install-console.sh
 bash .ci/install-postgres.sh
 bash .ci/install-dnssec.sh
 bash .ci/install-dkim.sh
+bash .ci/install-clamav.sh
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q python3 python3-venv
 fi

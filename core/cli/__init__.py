@@ -30,6 +30,7 @@ from .passwords import hash_password
 from .plugins import plugins
 from .queue import queue
 from .route import route
+from .rules import rules
 from .serve import serve
 from .showconfig import show_config
 
@@ -55,7 +56,7 @@ def main() -> None:
 
 
 queue.add_command(migrate)
-for _command in (serve, check, show_config, plugins, hash_password, route, queue, collect, *LOG_COMMANDS):
+for _command in (serve, check, show_config, plugins, hash_password, route, rules, queue, collect, *LOG_COMMANDS):
     main.add_command(_command)
 main.add_command(auth)
 main.add_command(dkim)

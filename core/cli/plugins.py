@@ -47,7 +47,7 @@ def uses(config: LoadedConfig) -> dict[str, list[str]]:
     """Plugin name -> where ``config`` uses it: ``queue`` and/or ``chain[N]``."""
     found: dict[str, list[str]] = {config.queue.name: ["queue"]}
     for i, spec in enumerate(config.chain):
-        found.setdefault(spec.name, []).append(f"chain[{i}]")
+        found.setdefault(spec.plugin or spec.name, []).append(f"chain[{i}]")
     return found
 
 

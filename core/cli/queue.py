@@ -113,6 +113,7 @@ def queue_show(ctx: click.Context, message_id: str, as_json: bool) -> None:
         echo_json({
             "id": m.id, "sender": m.sender, "created": m.created, "size": m.size, "client": detail.client,
             "recipients": _recipient_rows(detail), "attempts": [asdict(a) for a in detail.attempts],
+            "held": m.held,
         })
         return
     click.echo(f"message {m.id}")
@@ -120,6 +121,8 @@ def queue_show(ctx: click.Context, message_id: str, as_json: bool) -> None:
     click.echo(f"  arrived:  {timestamp(m.created)} UTC from {detail.client.get('peer', '?')}"
                f" (helo {detail.client.get('helo')})")
     click.echo(f"  size:     {m.size} bytes")
+    if m.held:
+        click.echo(f"  held:     {m.held} (release with `pipeline queue release {m.id}`)")
     click.echo("  recipients:")
     for r in m.recipients:
         nxt = f", next attempt {timestamp(r.next_attempt)}" if r.state.value in ("pending", "deferred") else ""

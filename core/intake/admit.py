@@ -60,6 +60,12 @@ async def admit(services: IntakeServices, runtime: Runtime, message: Message, da
     except SMTPError as exc:
         log.info("message from %s refused by accept: %s", peer, exc.reply)
         return Admission(exc.reply)
+    if message.dropped is not None:  # a policy stage discarded it: the client is told nothing else
+        services.events.emit("message.discarded", f"{message.id} from <{message.sender}> for "
+                             f"{', '.join(r.address for r in message.recipients)} discarded at intake: "
+                             f"{message.dropped}", level="warning", message=message.id, sender=message.sender)
+        return Admission(Reply(250, "2.0.0", f"Ok: queued as {message.id}"))
+    data = await message.body()  # as accept left it (a stage may have removed header fields)
     extra = b"".join(f"{n}: {v}\r\n".encode("utf-8", "surrogateescape") for n, v in message.added_headers)
     stored = trace + extra + data
     message.set_body(None)
@@ -81,6 +87,10 @@ async def admit(services: IntakeServices, runtime: Runtime, message: Message, da
     if fresh is False:
         log.info("%s: from %s was queued before; not queued again", message.id, peer)
         return Admission(Reply(250, "2.0.0", "Ok: queued before"))
+    if message.held is not None:
+        services.events.emit("message.held", f"{message.id} from <{message.sender}> queued held: {message.held}; "
+                             "release it in the console or with `pipeline queue release`",
+                             level="warning", message=message.id, reason=message.held)
     log.info("%s: accepted from %s <%s> for %d recipient(s), %d bytes", message.id, peer,
              message.sender, len(message.recipients), message.size,
              extra={"fields": {"message": message.id, "sender": message.sender, "client": peer,

@@ -6,6 +6,8 @@
 - DATA: line ends made canonical, then ``admit.py`` (shared with the POP3
   collector): every plugin's ``accept`` hook, a Received header, the durable
   commit; ``250`` only once the queue has the message on stable storage.
+  ``accept`` may change the envelope recipients and header fields, queue the
+  message held (``message.hold``) or discard it (``message.drop``).
 """
 
 from __future__ import annotations

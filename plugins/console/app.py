@@ -19,9 +19,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from mailpipe.core.dsn import human_duration
-from mailpipe.core.durations import parse_duration
+from mailpipe.core.durations import format_duration, parse_duration
 from mailpipe.core.plugin import Control, Plugin
-from mailpipe.core.queue import QueueBackend
+from mailpipe.core.queue import QueueBackend, SharedCounters
 from mailpipe.core.queueactions import ACTIONS, Done, perform
 from mailpipe.core.workers.peers import WorkerSessions
 
@@ -39,6 +39,7 @@ STATES = ["pending", "deferred", "held"]
 OUTCOMES = ["delivered", "deferred", "bounced", "expired", "dropped", "temporary", "permanent"]
 LEVELS = ["debug", "info", "warning", "error"]
 SERIES = ["delivered", "deferred", "bounced", "expired"]
+HELD_FLAGS = 200  # held messages of a Queues page whose hold reason is looked up
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
@@ -71,6 +72,7 @@ class Console:
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
         self.env.filters["ts"] = ts
         self.env.filters["ago"] = lambda t: human_duration(max(0.0, self.now() - t)) if t else "-"
+        self.env.filters["duration"] = format_duration
         self.app = Starlette(routes=self.routes())
 
     # -- plumbing ------------------------------------------------------------------------
@@ -232,7 +234,18 @@ class Console:
                 if q in hay:
                     kept.append(row)
             rows = kept
-        return self.render(request, "queues.html", session, rows=rows, state=state or "", q=q, states=STATES)
+        return self.render(request, "queues.html", session, rows=rows, state=state or "", q=q, states=STATES,
+                           flags=await self._hold_flags(rows))
+
+    async def _hold_flags(self, rows: list[Any]) -> dict[str, str]:
+        """Queue ID -> why it is held ("quarantined: virus ..."), for held messages held at intake."""
+        flags: dict[str, str] = {}
+        for row in [r for r in rows if r.recipients.get("held")][:HELD_FLAGS]:
+            detail = await self.queue.get(row.id)
+            reason = detail.message.held if detail is not None else None
+            if reason:
+                flags[row.id] = reason
+        return flags
 
     async def message(self, request: Request, session: Any) -> Response:
         detail = await self.queue.get(request.path_params["message_id"])
@@ -343,6 +356,7 @@ class Console:
             for name in SERIES:
                 series[name].append(int(st.outcomes.get(name, 0)))
         day = await self.queue.stats(since=now - 24 * hour, now=now)
+        limits = await self.queue.usage(now) if isinstance(self.queue, SharedCounters) else None
         samples = list(self.samples)[-120:]
         depth = [(datetime.fromtimestamp(t, UTC).strftime("%H:%M"), float(d)) for t, d, _ in samples]
         age = [(datetime.fromtimestamp(t, UTC).strftime("%H:%M"), a / 60) for t, _, a in samples]
@@ -351,7 +365,7 @@ class Console:
             per_hour=charts.bars("Recipients per hour (UTC), last 24 hours", labels, series),
             depth=charts.line("Queue depth (messages)", depth, name="depth"),
             age=charts.line("Oldest message (minutes)", age, name="age", unit="m"),
-            totals={name: sum(values) for name, values in series.items()},
+            totals={name: sum(values) for name, values in series.items()}, limits=limits,
         )
 
     # -- outgoing mail -----------------------------------------------------------------------

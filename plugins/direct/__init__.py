@@ -40,6 +40,7 @@ from mailpipe.core.errors import ConfigError, Reply
 from mailpipe.core.hookspecs import hookimpl
 from mailpipe.core.message import Credentials, Message, RecipientResult, Route
 from mailpipe.core.plugin import Plugin, PluginContext
+from mailpipe.plugins.limits import Limiter
 from mailpipe.plugins.outbound.pool import ConnectionPool
 from mailpipe.plugins.outbound.session import ClientSettings
 from mailpipe.plugins.outbound.tls import TlsPolicy, client_context
@@ -118,6 +119,7 @@ class DirectPlugin(Plugin):
         own_name = context.settings.hostname.lower().rstrip(".")
         self.myself = Myself(frozenset({own_name}), self._listen_endpoints())
         self.limits = Limits(o.max_connections, o.max_connections_per_domain)
+        self.sending_limits = Limiter(o.limits, o.backoff, context, self.instance_name)
         self.pool = ConnectionPool(
             max_connections=o.max_connections, max_messages=o.max_messages_per_connection,
             idle_timeout=o.idle_timeout, probe_timeout=min(timeout, 10.0), reuse=o.connection_reuse,
@@ -138,6 +140,11 @@ class DirectPlugin(Plugin):
             store=queue.store if queue is not None else None, emit=context.emit,
             wake=control.wake if control is not None else None,
         )
+
+    def take_over(self, old: Plugin) -> None:
+        """A reload replaced ``old``: domains that asked to slow down stay slowed (``limits``)."""
+        if isinstance(old, DirectPlugin):
+            self.sending_limits.take_over(old.sending_limits)
 
     def _listen_endpoints(self) -> frozenset[tuple[str, int]]:
         out = set()
@@ -171,13 +178,23 @@ class DirectPlugin(Plugin):
         Called only for routes this entry made. DNS failures give every
         recipient the mapped outcome (see ``dnsfail``); temporary ones also emit
         a ``dns.failure`` event. Direct delivery never logs in: ``credentials``
-        are not used.
+        are not used. Recipients over a sending limit (``limits``), or held back
+        while the domain asked to slow down (``backoff``), are deferred until their
+        next slot without a transaction (``plugins/limits``).
         """
         domain = route.destination
         label = f"direct:{domain}"
         if not domain:
             reply = Reply(553, "5.1.3", "recipient address has no domain; direct delivery needs one")
             return RecipientResult.for_all(route.recipients, reply, route=label)
+        async with self.sending_limits.admit(message, route.recipients, destination=domain, route=label) as admitted:
+            if admitted.recipients:
+                admitted.sent = await self._deliver_domain(message, domain, admitted.recipients, label)
+        return admitted.results
+
+    async def _deliver_domain(self, message: Message, domain: str, recipients: list[str],
+                              label: str) -> list[RecipientResult]:
+        """MX lookup, then one transaction for ``recipients`` through the first MX host that takes it."""
         try:
             plan = await self.resolver.plan(domain, myself=self.myself, port=self.port)
         except DnsFailure as failure:
@@ -187,12 +204,12 @@ class DirectPlugin(Plugin):
             elif failure.kind == "loop":
                 self.context.emit("mail.loop", f"{message.id}: {failure.reply}", level="error",
                                   message=message.id, domain=domain)
-            return RecipientResult.for_all(route.recipients, failure.reply, route=label)
+            return RecipientResult.for_all(recipients, failure.reply, route=label)
         plan.hosts = plan.hosts[: self.opts.max_hosts_per_attempt]
         security = await self.security.plan(domain, plan)
         data = await message.body()
         async with self.limits.slot(domain):
-            return await attempt(message, route.recipients, security, data, pool=self.pool,
+            return await attempt(message, recipients, security, data, pool=self.pool,
                                  dialing=self.dialing, route=label, log=self.log, outcomes=self.outcomes)
 
     @hookimpl
@@ -227,6 +244,8 @@ class DirectPlugin(Plugin):
         facts["port"] = self.port
         facts["tls"] = self.opts.tls
         facts["credentials"] = "none (direct delivery does not log in)"
+        if self.opts.limits:
+            facts["limits"] = [f"{spec.rate} per {spec.per}" for spec in self.opts.limits]
         return facts
 
     @hookimpl

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from mailpipe.core.settings import Duration, Strict, split_host_port
+from mailpipe.plugins.limits.options import BackoffOptions, DirectLimitSpec
 
 
 def parse_dns_server(text: str) -> tuple[str, int]:
@@ -51,6 +52,12 @@ class DirectOptions(Strict):
     connection_reuse: bool = True
     idle_timeout: Duration = Field(10.0, ge=0, description="how long an unused connection is kept for reuse")
     max_messages_per_connection: int = Field(100, ge=1)
+    limits: list[DirectLimitSpec] = Field(
+        default_factory=list, description="sending limits per sender or recipient domain; docs/policy.md"
+    )
+    backoff: BackoffOptions = Field(default_factory=BackoffOptions,
+                                    description='how delivery to a domain slows when it answers "too many ..."')
+
     # -- transport security (docs/direct.md, "Transport security") --
     dnssec: Literal["none", "validating"] = Field(
         "none", description="validating: the dns_servers validate DNSSEC, so their AD bit is trusted (DANE needs it)",

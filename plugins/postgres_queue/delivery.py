@@ -51,8 +51,14 @@ async def recipients_of(conn: AsyncConnection[Any], where: str, params: tuple[An
     return [recipient_from_row(row) for row in await cur.fetchall()]
 
 
+def stored_state(recipient: Recipient) -> str:
+    """A new recipient's first state: held when ``accept`` held the message, pending otherwise."""
+    return RecipientState.HELD.value if recipient.state is RecipientState.HELD else RecipientState.PENDING.value
+
+
 async def insert(conn: AsyncConnection[Any], bodies: BodyStore, message: Message, data: bytes, node: str) -> None:
-    """Insert a new message (received on ``node``), its body and its recipients (pending, due at arrival)."""
+    """Insert a new message (received on ``node``), its body and its recipients (pending, due at arrival;
+    held when ``accept`` held them)."""
     client = json.dumps(message.session.__dict__ if message.session else {})
     await conn.execute(
         "INSERT INTO messages (id, sender, created, size, client, mail_options, attributes, node) "
@@ -64,8 +70,8 @@ async def insert(conn: AsyncConnection[Any], bodies: BodyStore, message: Message
     async with conn.cursor() as cur:
         await cur.executemany(
             "INSERT INTO recipients (message_id, address, state, attempts, next_attempt, updated) "
-            "VALUES (%s, %s, 'pending', 0, %s, %s)",
-            [(message.id, r.address, message.created, message.created) for r in message.recipients],
+            "VALUES (%s, %s, %s, 0, %s, %s)",
+            [(message.id, r.address, stored_state(r), message.created, message.created) for r in message.recipients],
         )
 
 

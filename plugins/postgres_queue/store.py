@@ -37,6 +37,7 @@ from ..sql_queue.reads import ReadJobs, SqlAdminReads
 from . import admin, cluster, delivery, logs, transfer
 from .bodies import BodyStore, ByteaBodies
 from .collected import CollectedMail
+from .counters import PostgresCounters
 from .database import Database, Unreachable
 from .kv import PostgresKeyValue
 from .listener import Listener
@@ -52,7 +53,8 @@ MAX_BUFFERED_EVENTS = 10_000  # while the database is away; the oldest go first
 RETRY_BACKOFF = (0.5, 10.0)  # record/release waiting for the database: first and longest pause
 
 
-class PostgresQueue(CollectedMail, PostgresKeyValue, SqlAdminReads, QueueBackend, transfer.PostgresTransfer):
+class PostgresQueue(CollectedMail, PostgresKeyValue, PostgresCounters, SqlAdminReads, QueueBackend,
+                    transfer.PostgresTransfer):
     """The shared queue. Made by the ``postgres`` plugin's ``open_queue``, one instance per process.
 
     ``lease``: seconds after which the claims of a node that stopped renewing go to the

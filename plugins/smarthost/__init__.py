@@ -23,6 +23,7 @@ from mailpipe.core.hookspecs import hookimpl
 from mailpipe.core.message import Credentials, Message, Outcome, RecipientResult, Route
 from mailpipe.core.plugin import LoginCheck, Plugin, PluginContext
 from mailpipe.core.settings import Account, OAuth2Settings
+from mailpipe.plugins.limits import Limiter
 from mailpipe.plugins.outbound.pool import ConnectionPool, PoolKey
 from mailpipe.plugins.outbound.replies import OutboundError
 from mailpipe.plugins.outbound.session import ClientSettings, Login, Session
@@ -67,6 +68,7 @@ class SmarthostPlugin(Plugin):
         tls = TlsPolicy("required" if opts.tls == "starttls" else opts.tls, verify=opts.verify,
                         ca_file=context.resolve_path(opts.ca_file) if opts.ca_file else None)
         self.session_settings = ClientSettings(context.settings.hostname, self.timeout, tls)
+        self.limits = Limiter(opts.limits, opts.backoff, context, self.instance_name)
 
     @property
     def opts(self) -> SmarthostOptions:
@@ -75,12 +77,14 @@ class SmarthostPlugin(Plugin):
     def take_over(self, old: Plugin) -> None:
         """A reload replaced ``old``: logins that were failing stay known, so the first success after
         the fix emits ``smarthost.login_ok``. With unchanged servers and login, the pause goes on and
-        a failure already reported is not reported again; a changed login may fail anew and says so."""
+        a failure already reported is not reported again; a changed login may fail anew and says so.
+        A smarthost that asked to slow down stays slowed (``limits``)."""
         if not isinstance(old, SmarthostPlugin):
             return
         same_login = old.opts.auth == self.opts.auth and old.opts.server == self.opts.server
         self.alerts.inherit(old.alerts, quiet=same_login)
         self.oauth.take_over(old.oauth)
+        self.limits.take_over(old.limits)
         if same_login:
             self._blocked.update(old._blocked)
 
@@ -136,6 +140,8 @@ class SmarthostPlugin(Plugin):
             if account is not None and account.oauth2 is not None:
                 facts["mechanism"] = "xoauth2"
                 facts["token"] = self._oauth_fact(account.oauth2)
+        if opts.limits:
+            facts["limits"] = [f"{spec.rate} per {spec.per}" for spec in opts.limits]
         if self.accounts_problem:
             facts["problem"] = self.accounts_problem
         return facts
@@ -304,27 +310,45 @@ class SmarthostPlugin(Plugin):
         smarthost are temporary for every recipient (the mail stays queued);
         replies to MAIL, RCPT and DATA are passed on as the server gave them,
         except 530 "authentication required", which is a configuration problem
-        and therefore temporary.
+        and therefore temporary. Recipients over a sending limit (``limits``), or
+        held back while the smarthost asked to slow down (``backoff``), are
+        deferred until their next slot without a transaction (``plugins/limits``).
         """
         label = f"smarthost:{route.destination}"
         identity = self.identity(credentials)
         blocked = self._still_blocked(identity)
         if blocked is not None:
             return RecipientResult.for_all(route.recipients, blocked, route=label)
+        async with self.limits.admit(message, route.recipients, destination=self.destination(),
+                                     account=self._account(credentials), route=label) as admitted:
+            if admitted.recipients:
+                admitted.sent = await self._send(message, admitted.recipients, credentials, identity, label)
+        return admitted.results
+
+    def _account(self, credentials: Credentials) -> str:
+        """The login the ISP counts mail under (``per: account`` limits): the user name, else the smarthost."""
+        if credentials.username:
+            return credentials.username
+        _, _, address = credentials.label.partition(":")
+        return address or self.destination()
+
+    async def _send(self, message: Message, recipients: list[str], credentials: Credentials,
+                    identity: tuple[str, ...], label: str) -> list[RecipientResult]:
+        """One transaction for ``recipients`` on a pooled connection under ``credentials``."""
         key = PoolKey(self.destination(), 0, self.session_settings.tls, identity)
         try:
             session = await self.pool.acquire(key, functools.partial(self._open_for, identity, credentials))
         except LoginFailed as exc:
             reply = self._login_failed(credentials, identity, exc)
-            return RecipientResult.for_all(route.recipients, reply, route=label)
+            return RecipientResult.for_all(recipients, reply, route=label)
         except OutboundError as exc:
-            return RecipientResult.for_all(route.recipients, exc.reply, remote_host=exc.host, route=label)
+            return RecipientResult.for_all(recipients, exc.reply, remote_host=exc.host, route=label)
         if credentials.needs_auth and self.alerts.clear("smarthost.login_failed", credentials.label):
             self.context.emit("smarthost.login_ok", f"smarthost login as {credentials.username} works again",
                               login=credentials.username)
         results: list[RecipientResult] = []
         try:
-            results = await send(session, message, route.recipients, await message.body(), route=label)
+            results = await send(session, message, recipients, await message.body(), route=label)
         except asyncio.CancelledError:
             # Cut in the middle of the transaction (shutdown grace over): drop the connection at once.
             # A QUIT would wait behind the unanswered command, up to the timeout, and hold up the exit.

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from mailpipe.core.settings import Account, CaFile, Duration, OAuth2Settings, Settings, Strict, split_host_port
+from mailpipe.plugins.limits.options import BackoffOptions, LimitSpec
 
 AuthMode = Literal["none", "login", "pop-before-smtp", "sender-account"]
 Mechanism = Literal["auto", "plain", "login", "cram-md5", "xoauth2"]
@@ -103,6 +104,11 @@ class SmarthostOptions(Strict):
     max_messages_per_connection: int = Field(100, ge=1, description="then the connection is closed and a new one made")
     idle_timeout: Duration = Field(30.0, description="close a reused connection after this long unused")
     auth: AuthOptions = Field(default_factory=AuthOptions)
+    limits: list[LimitSpec] = Field(
+        default_factory=list, description="sending limits per account (the login), sender or domain; docs/policy.md"
+    )
+    backoff: BackoffOptions = Field(default_factory=BackoffOptions,
+                                    description='how delivery slows when the smarthost answers "too many ..."')
 
     @field_validator("server", mode="before")
     @classmethod

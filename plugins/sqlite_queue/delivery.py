@@ -69,7 +69,8 @@ def recipients_of(conn: sqlite3.Connection, where: str, params: tuple[Any, ...])
 
 def insert(conn: sqlite3.Connection, message: Message, data: bytes, owner: str | None = None,
            lease_until: float | None = None) -> None:
-    """Insert a new message, its body and its recipients (pending, due at arrival).
+    """Insert a new message, its body and its recipients (pending, due at arrival; held when ``accept``
+    held them).
 
     With ``owner``, the message is claimed by it as it is stored (``store_claimed``): leased until
     ``lease_until``, its recipients due then, as ``claim`` leaves them.
@@ -87,8 +88,8 @@ def insert(conn: sqlite3.Connection, message: Message, data: bytes, owner: str |
     conn.executemany(
         "INSERT INTO recipients (message_id, address, state, attempts, next_attempt, updated) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        [(message.id, r.address, RecipientState.PENDING.value, 0, due, message.created)
-         for r in message.recipients],
+        [(message.id, r.address, (r.state if r.state is RecipientState.HELD else RecipientState.PENDING).value, 0,
+          due, message.created) for r in message.recipients],
     )
 
 

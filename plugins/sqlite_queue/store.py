@@ -27,13 +27,14 @@ from ..sql_queue.reads import ReadJobs, SqlAdminReads
 from . import admin, delivery, logs, transfer
 from .collected import CollectedMail
 from .connection import connect, translate
+from .counters import SqliteCounters
 from .kv import SqliteKeyValue
 from .worker import DbWorker
 
 __all__ = ["SqliteQueue"]
 
 
-class SqliteQueue(CollectedMail, SqliteKeyValue, SqlAdminReads, StoreAndClaim, QueueBackend,
+class SqliteQueue(CollectedMail, SqliteKeyValue, SqliteCounters, SqlAdminReads, StoreAndClaim, QueueBackend,
                   transfer.SqliteTransfer):
     """The embedded queue. All SQL runs on one worker thread; writes are group-committed.
 

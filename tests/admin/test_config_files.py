@@ -14,8 +14,9 @@ import pytest
 import trustme
 
 from tests.peers.certs import TestPKI
-from tests.peers.mailpipe import port_open, run_pipeline
+from tests.peers.mailpipe import run_pipeline
 from tests.peers.net import free_port
+from tests.peers.net import port_accepts as port_open
 
 from .helpers import base_config, write
 

@@ -105,6 +105,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     home = tmp_path_factory.mktemp("reader")
     (home / "examples").symlink_to(ROOT / "examples")
     shutil.copy(ROOT / "examples" / "relay-to-smarthost.yaml", home / "etc-mailpipe.yaml")
+    (home / "message.eml").write_bytes(b"From: a@corp.example\r\nTo: b@partner.example\r\nSubject: report\r\n"
+                                       b"Message-ID: <docs@corp.example>\r\n\r\nHello.\r\n")  # pipeline rules test
     config = write(home / "queue.yaml", {"state_dir": str(home / "state")})
     [mid] = store_messages(config, [["bob@example.net"]])
     return home, mid
@@ -112,7 +114,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[c.name for c in COMMANDS])
 def test_runs_as_written(command: DocCommand, sandbox: tuple[Path, str], stamp_env: dict[str, str],  # noqa: F811
-                         dnsmasq_factory: DnsmasqFactory) -> None:
+                         dnsmasq_factory: DnsmasqFactory, request: pytest.FixtureRequest) -> None:
     home, mid = sandbox
     dns = dnsmasq_factory(["local=/test/", "local=/example.com/", "local=/example.net/"])
     secret = hash_password("docs-secret")
@@ -123,6 +125,13 @@ def test_runs_as_written(command: DocCommand, sandbox: tuple[Path, str], stamp_e
            "OAUTH_TOKEN": "docs-token", **command.env}
     argv = ["check" if w == "serve" else mid if w == "ID" else w for w in command.argv[1:]]
     argv = [str(home / "etc-mailpipe.yaml") if w == "/etc/mailpipe/mailpipe.yaml" else w for w in argv]
+    if "/etc/mailpipe/postgres.yaml" in argv:  # the same node on a real PostgreSQL (docs/scale-out.md)
+        cluster = request.getfixturevalue("postgres")
+        target = home / "etc-postgres.yaml"
+        if not target.exists():
+            write(target, {"state_dir": str(home / "pg-state"),
+                           "queue": {"postgres": {"dsn": cluster.create_database()}}})
+        argv = [str(target) if w == "/etc/mailpipe/postgres.yaml" else w for w in argv]
     if "mailpipe.yaml" in argv:
         assert command.yaml_before is not None, f"{command.name}: no YAML block above it for mailpipe.yaml"
         (home / "mailpipe.yaml").write_text(command.yaml_before)

@@ -15,7 +15,7 @@ from mailpipe.core.message import Message, Recipient, RecipientState, SessionInf
 from mailpipe.core.queue import CollectionLedger, QueueBackend
 from mailpipe.plugins.postgres_queue import PostgresQueue
 from mailpipe.plugins.sqlite_queue import SqliteQueue
-from tests.postgres.conftest import pg_dsn, postgres  # noqa: F401 - the private PostgreSQL fixtures
+from tests.postgres.conftest import pg_dsn  # noqa: F401 - fixture shared with the postgres tests (postgres: tests/peers)
 
 SOURCE = "office@pop.isp.test:995"
 DATA = b"From: a@x.test\r\nSubject: s\r\n\r\nbody\r\n"

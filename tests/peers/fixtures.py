@@ -31,6 +31,7 @@ from .dnsmasq import DnsmasqPeer
 from .dovecot import DovecotPeer
 from .net import free_port_on_all, make_traversable
 from .postfix import PostfixPeer
+from .postgres import PostgresPeer, available
 from .sink import RecordingSink
 
 POSTFIX_HOST = "127.0.1.25"
@@ -182,3 +183,14 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresPeer]:
+    """A private PostgreSQL 15 cluster on 127.0.0.1 and a free port, started once for the session."""
+    reason = available()
+    if reason:
+        pytest.skip(reason)
+    peer = PostgresPeer(tmp_path_factory.mktemp("postgres") / "cluster")
+    with peer:
+        yield peer

@@ -4,15 +4,12 @@ counts: on the SQLite file and on a private PostgreSQL 15, durable across a reop
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from mailpipe.core.queue import KeyValueStore
 from mailpipe.plugins.postgres_queue import PostgresQueue
 from mailpipe.plugins.sqlite_queue.store import SqliteQueue
-from tests.peers.postgres import PostgresPeer, available
+from tests.peers.postgres import PostgresPeer
 
 
 async def _exercise(open_queue) -> None:  # noqa: ANN001 - a coroutine function that opens a fresh handle
@@ -46,15 +43,6 @@ def test_sqlite_queue_keeps_values(tmp_path: Path) -> None:
         return queue
 
     asyncio.run(_exercise(open_queue))
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresPeer]:
-    reason = available()
-    if reason:
-        pytest.skip(reason)
-    with PostgresPeer(tmp_path_factory.mktemp("postgres") / "cluster") as peer:
-        yield peer
 
 
 def test_postgres_queue_keeps_values_and_nodes_create_the_table_together(postgres: PostgresPeer) -> None:
