@@ -147,7 +147,7 @@ class Gateway:
 
     def _new_intake(self) -> Intake:
         assert self._runtimes is not None
-        commit = self._store_and_claim if isinstance(self.queue, StoreAndClaim) and not os.environ.get("W1_NO_HANDOFF") else None  # W1TEMP
+        commit = self._store_and_claim if isinstance(self.queue, StoreAndClaim) else None
         return Intake(IntakeServices(self._runtimes, self.queue, self.events, self.clock, self.sessions,
                                      stored=self._stored, commit=commit), reuse_port=self.worker.supervised)
 
