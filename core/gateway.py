@@ -32,7 +32,7 @@ from .delivery import Delivery
 from .events import Event, Events
 from .housekeeping import Housekeeping
 from .intake import Intake, IntakeServices
-from .message import Message
+from .message import Message, RecipientState
 from .queue import QueueBackend, StoreAndClaim
 from .recording import Recorder
 from .reload import Reloader, ReloadResult
@@ -155,8 +155,12 @@ class Gateway:
         """The intake's commit: stored already claimed by this gateway's scheduler when it has a slot for it
         (its attempt starts at once, from memory), else stored for a later claim."""
         queue, scheduler = self.queue, self.scheduler
+        if not isinstance(queue, StoreAndClaim) or any(r.state is not RecipientState.PENDING
+                                                       for r in message.recipients):
+            await queue.store(message, data)  # e.g. held by ``accept`` (quarantine): not for delivery now
+            return
         lease_until = scheduler.reserve()
-        if lease_until is None or not isinstance(queue, StoreAndClaim):
+        if lease_until is None:
             await queue.store(message, data)
             return
         try:

@@ -490,8 +490,9 @@ class StoreAndClaim(ABC):
     """Optional face: commit a new message already claimed by the scheduler that delivers it at once.
 
     The intake's hand-off (issue 13): when its own gateway's scheduler has a free slot, a message
-    is stored leased to that scheduler, in the same transaction as the store, and its attempt
-    starts from the message in memory; no claim transaction and no read of the body follow. The
+    whose recipients are all pending (none held by ``accept``) is stored leased to that scheduler,
+    in the same transaction as the store, and its attempt starts from the message in memory; no
+    claim transaction and no read of the body follow. The
     promises are those of ``store`` (durable once returned, ``QueueFull``) and of a claim (nobody
     else gets the message until the owner released it, its lease ran out or ``recover`` found
     the owner dead). A backend without this face gets ``store`` and a claim as before.
