@@ -23,6 +23,7 @@ from .collect.service import Collector
 from .collect.status import MailboxStatus
 from .config import LoadedConfig
 from .delivery import Delivery
+from .errors import required
 from .events import Event, Events
 from .housekeeping import Housekeeping
 from .intake import Intake, IntakeServices
@@ -35,6 +36,7 @@ from .scheduler import Scheduler
 from .sessions import Sessions
 
 log = logging.getLogger("mailpipe.gateway")
+NOT_OPEN = "the gateway is not open"
 
 
 class Gateway:
@@ -58,22 +60,18 @@ class Gateway:
 
     @property
     def queue(self) -> QueueBackend:
-        if self._queue is None:
-            raise RuntimeError("the queue is not open")
-        return self._queue
+        """The open queue (RuntimeError before ``open``)."""
+        return required(self._queue, "the queue is not open")
 
     @property
     def runtime(self) -> Runtime:
         """The runtime in force (settings, chain, plugins)."""
-        if self._runtimes is None:
-            raise RuntimeError("the gateway is not open")
-        return self._runtimes.current
+        return required(self._runtimes, NOT_OPEN).current
 
     @property
     def scheduler(self) -> Scheduler:
-        if self._scheduler is None:
-            raise RuntimeError("the gateway is not open")
-        return self._scheduler
+        """The delivery scheduler (RuntimeError before ``open``)."""
+        return required(self._scheduler, NOT_OPEN)
 
     # -- Control (what administration plugins may ask) ------------------------------------------
 
@@ -96,9 +94,7 @@ class Gateway:
 
     async def reload(self, config: LoadedConfig | None = None) -> ReloadResult:
         """Apply a new configuration (default: the config file again) without dropping mail; see ``reload.py``."""
-        if self._reloader is None:
-            raise RuntimeError("the gateway is not open")
-        return await self._reloader.reload(config)
+        return await required(self._reloader, NOT_OPEN).reload(config)
 
     # -- life -----------------------------------------------------------------------------------
 
