@@ -1,9 +1,12 @@
-"""Errors that cross module boundaries: SMTP refusals, plugin failures, bad config."""
+"""Errors that cross module boundaries: SMTP refusals, plugin failures, bad config; parts not open yet."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b\s*")
 
@@ -91,3 +94,14 @@ class PluginFailure(TemporaryError):
 
 class ConfigError(Exception):
     """Configuration that cannot be used; the message names file, key path and expectation."""
+
+
+def required(part: T | None, missing: str) -> T:
+    """``part`` when it is there, else ``RuntimeError(missing)``.
+
+    For the parts that exist only once something is open: called by the properties that hand
+    them out (the gateway's queue, runtime, scheduler and reloader; the console's control and queue).
+    """
+    if part is None:
+        raise RuntimeError(missing)
+    return part

@@ -29,6 +29,7 @@ from .collect.service import Collector
 from .collect.status import MailboxStatus
 from .config import LoadedConfig
 from .delivery import Delivery
+from .errors import required
 from .events import Event, Events
 from .housekeeping import Housekeeping
 from .intake import Intake, IntakeServices
@@ -44,6 +45,7 @@ from .workers.peers import PeerServer, WorkerSessions
 from .workers.slot import WorkerSlot, current
 
 log = logging.getLogger("mailpipe.gateway")
+NOT_OPEN = "the gateway is not open"
 
 
 class Gateway:
@@ -71,22 +73,18 @@ class Gateway:
 
     @property
     def queue(self) -> QueueBackend:
-        if self._queue is None:
-            raise RuntimeError("the queue is not open")
-        return self._queue
+        """The open queue (RuntimeError before ``open``)."""
+        return required(self._queue, "the queue is not open")
 
     @property
     def runtime(self) -> Runtime:
         """The runtime in force (settings, chain, plugins)."""
-        if self._runtimes is None:
-            raise RuntimeError("the gateway is not open")
-        return self._runtimes.current
+        return required(self._runtimes, NOT_OPEN).current
 
     @property
     def scheduler(self) -> Scheduler:
-        if self._scheduler is None:
-            raise RuntimeError("the gateway is not open")
-        return self._scheduler
+        """The delivery scheduler (RuntimeError before ``open``)."""
+        return required(self._scheduler, NOT_OPEN)
 
     # -- Control (what administration plugins may ask) ------------------------------------------
 
@@ -119,9 +117,7 @@ class Gateway:
 
         In a worker, the other workers then reload the configuration file too (through the supervisor).
         """
-        if self._reloader is None:
-            raise RuntimeError("the gateway is not open")
-        result = await self._reloader.reload(config)
+        result = await required(self._reloader, NOT_OPEN).reload(config)
         if self.worker.supervised:
             tell_supervisor(self.config.settings.state_dir, RELOAD)
         return result

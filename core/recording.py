@@ -18,6 +18,7 @@ message, ``Recorder.record``:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from . import bounces
 from .clock import Clock
@@ -59,14 +60,14 @@ def update_for(message: Message, result: RecipientResult, decision: Decision | N
     return RecipientUpdate(result.recipient, state, next_attempt, str(reply), attempt)
 
 
+@dataclass(eq=False)
 class Recorder:
-    """Records attempts for the scheduler; one per gateway."""
+    """Records attempts for the scheduler; one per gateway (``wake`` is called when it queued bounces)."""
 
-    def __init__(self, queue: DeliveryQueue, events: Events, clock: Clock, wake: Callable[[], None]) -> None:
-        self.queue = queue
-        self.events = events
-        self.clock = clock
-        self.wake = wake
+    queue: DeliveryQueue
+    events: Events
+    clock: Clock
+    wake: Callable[[], None]
 
     async def decide(self, runtime: Runtime, message: Message, result: RecipientResult, now: float) -> Decision:
         """``on_failure`` in chain order; the core default when no plugin answers.

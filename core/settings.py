@@ -36,6 +36,16 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 TlsMode = Literal["none", "starttls", "implicit"]
 
 
+def _email_address(value: str) -> str:
+    if "@" not in value:
+        raise ValueError(f"expected an email address, got {value!r}")
+    return value
+
+
+EmailAddress = Annotated[str, AfterValidator(_email_address)]
+"""A mail address: only the ``@`` is checked (``expected an email address`` otherwise)."""
+
+
 def base_dir(info: ValidationInfo) -> Path | None:
     """The config file's folder from the validation context (the loader gives it; None: files are not checked)."""
     context = info.context if isinstance(info.context, dict) else {}
@@ -75,6 +85,17 @@ def check_pair(cert: Path | None, key: Path | None, info: ValidationInfo) -> Non
             raise ValueError(problem)
 
 
+def check_tls_files(tls: str, cert: Path | None, key: Path | None, info: ValidationInfo) -> None:
+    """For a server with TLS on (``tls`` is its option's value as the message shows it): ValueError unless
+    both ``cert`` and ``key`` are given and (``check_pair``) load as one identity.
+
+    Called by the validators of the intake's listeners and of the console.
+    """
+    if cert is None or key is None:
+        raise ValueError(f"tls: {tls} needs both cert and key")
+    check_pair(cert, key, info)
+
+
 class Strict(BaseModel):
     """Base for config sections: unknown keys are errors, not silently ignored."""
 
@@ -102,10 +123,19 @@ def split_host_port(text: str, default_port: int | None = None) -> tuple[str, in
     return host, int(port)
 
 
+def _host_port(value: str) -> str:
+    split_host_port(value)
+    return value
+
+
+HostPort = Annotated[str, AfterValidator(_host_port)]
+"""A ``host:port`` (or ``[v6]:port``) address, checked by ``split_host_port`` and kept as written."""
+
+
 class ListenSpec(Strict):
     """One intake listener. Written as ``"127.0.0.1:2525"`` or as a mapping."""
 
-    address: str
+    address: HostPort
     tls: TlsMode = "none"
     cert: CertFile | None = None
     key: KeyFile | None = None
@@ -116,20 +146,12 @@ class ListenSpec(Strict):
     def _from_string(cls, value: Any) -> Any:
         return {"address": value} if isinstance(value, str) else value
 
-    @field_validator("address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        split_host_port(value)
-        return value
-
     @model_validator(mode="after")
     def _tls_needs_cert(self, info: ValidationInfo) -> ListenSpec:
         if self.cert is not None and self.tls == "none":
             self.tls = "starttls"
-        if self.tls != "none" and (self.cert is None or self.key is None):
-            raise ValueError(f"tls: {self.tls} needs both cert and key")
         if self.tls != "none":
-            check_pair(self.cert, self.key, info)
+            check_tls_files(self.tls, self.cert, self.key, info)
         return self
 
     @property
@@ -254,19 +276,12 @@ class DistributeSettings(Strict):
         default_factory=lambda: ["Delivered-To", "X-Original-To", "Envelope-To", "To", "Cc"],
         description="header fields whose addresses are recipients (only those of ``domains``)")
     domains: list[str] = Field(min_length=1, description="the office's own domains: only their addresses count")
-    default: str = Field(description="the recipient of a message none of whose addresses matched")
+    default: EmailAddress = Field(description="the recipient of a message none of whose addresses matched")
 
     @field_validator("domains")
     @classmethod
     def _lower(cls, value: list[str]) -> list[str]:
         return [d.strip().lower().lstrip("@") for d in value]
-
-    @field_validator("default")
-    @classmethod
-    def _default(cls, value: str) -> str:
-        if "@" not in value:
-            raise ValueError(f"expected an email address, got {value!r}")
-        return value
 
 
 class CollectSettings(Strict):
@@ -359,19 +374,12 @@ class OAuth2Settings(Strict):
 class Account(Strict):
     """An Internet Mail Account: address, login name and password (or OAuth2), POP3 server, what to collect."""
 
-    address: str
+    address: EmailAddress
     username: str
     password: SecretStr | None = None
     oauth2: OAuth2Settings | None = Field(None, description="log in with XOAUTH2 and tokens fetched here")
     pop3: Pop3Settings | None = None
     collect: CollectSettings | None = None
-
-    @field_validator("address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        if "@" not in value:
-            raise ValueError(f"expected an email address, got {value!r}")
-        return value
 
     @model_validator(mode="after")
     def _password_or_oauth2(self) -> Account:

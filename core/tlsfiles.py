@@ -1,4 +1,4 @@
-"""TLS contexts: servers from certificate and key files (the intake's listeners), clients of the core (POP3)."""
+"""TLS contexts: servers from certificate and key files (the intake's listeners) and every client's context."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def client_tls_context(*, verify: bool = True, ca_file: Path | str | None = None
     """A TLS 1.2+ client context; ``verify=False`` checks neither chain nor name.
 
     The chain is checked against ``ca_file`` when given, else the system CAs. Used by the
-    core's POP3 client (collection, POP-before-SMTP).
+    core's POP3 client (collection, POP-before-SMTP) and by plugins: outbound SMTP's ``TlsPolicy``
+    (``verify=False`` for opportunistic TLS), direct's MTA-STS fetches, OAuth2's token endpoint.
     """
     ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2

@@ -403,18 +403,9 @@ class GatewaySMTP(SMTP):
 
     async def auth_PLAIN(self, _: object, args: list[str]) -> AuthResult:
         """AUTH PLAIN (RFC 4616), initial response or challenge; the check is ``RelayLogin``'s."""
-        if self._auth_refused():
+        blob = await self._first_response(args, "")
+        if blob is None:
             return AuthResult(success=False, handled=True)
-        if len(args) == 1:
-            blob = await self.challenge_auth("")
-            if blob is MISSING:  # aborted or not base64: challenge_auth has answered 501
-                return AuthResult(success=False, handled=True)
-        else:
-            try:
-                blob = b64decode(args[1].encode(), validate=True)
-            except (binascii.Error, ValueError):
-                await self.push("501 5.5.2 Can't decode base64")
-                return AuthResult(success=False, handled=True)
         try:
             _authz, login, password = blob.split(b"\x00")
         except ValueError:
@@ -424,22 +415,31 @@ class GatewaySMTP(SMTP):
 
     async def auth_LOGIN(self, _: object, args: list[str]) -> AuthResult:
         """AUTH LOGIN, user name with the command or after a challenge; the check is ``RelayLogin``'s."""
-        if self._auth_refused():
+        login = await self._first_response(args, self.AuthLoginUsernameChallenge)
+        if login is None:
             return AuthResult(success=False, handled=True)
-        if len(args) == 1:
-            login = await self.challenge_auth(self.AuthLoginUsernameChallenge)
-            if login is MISSING:
-                return AuthResult(success=False, handled=True)
-        else:
-            try:
-                login = b64decode(args[1].encode(), validate=True)
-            except (binascii.Error, ValueError):
-                await self.push("501 5.5.2 Can't decode base64")
-                return AuthResult(success=False, handled=True)
         password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
         if password is MISSING:
             return AuthResult(success=False, handled=True)
         return await self._check_login("LOGIN", login, password)
+
+    async def _first_response(self, args: list[str], challenge: str) -> bytes | None:
+        """The start of every AUTH exchange: the client's first response, decoded.
+
+        It is the initial response given with the AUTH command (``args[1]``, base64), else the answer
+        to ``challenge``. None when no login may go on: the client is cut for failed logins (421), or
+        it aborted or sent no valid base64 (501 answered).
+        """
+        if self._auth_refused():
+            return None
+        if len(args) == 1:
+            blob = await self.challenge_auth(challenge)
+            return None if blob is MISSING else blob  # aborted or not base64: challenge_auth has answered 501
+        try:
+            return b64decode(args[1].encode(), validate=True)
+        except (binascii.Error, ValueError):
+            await self.push("501 5.5.2 Can't decode base64")
+            return None
 
     def _auth_refused(self) -> bool:
         """A client address cut for failed logins gets 421 and is disconnected before it may try again."""

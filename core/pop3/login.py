@@ -9,17 +9,16 @@ implementing the same one method.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import re
-import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from ..settings import Account, Pop3Settings
 from ..tlsfiles import client_tls_context
+from ..tokencommand import TokenCommandError, run_token_command
 from .client import Pop3Client, Pop3Error, Pop3LoginFailed
 
 _TIMESTAMP = re.compile(r"<[^<>\s]+>")
@@ -65,7 +64,7 @@ class CommandTokens:
     ``/bin/sh -c``); without a command, the account's password is the token."""
 
     async def token(self, account: Account, timeout: float) -> str:
-        """Run the command (bounded by ``timeout``) and return its token; never shows what it printed."""
+        """Run the command (bounded by ``timeout``) and return its token; shows neither its output nor its stderr."""
         pop = account.pop3
         assert pop is not None
         command = pop.token_command
@@ -73,28 +72,10 @@ class CommandTokens:
             if account.password is None:
                 raise Pop3Error("no token: the account has neither pop3.token_command nor a password", kind="login")
             return account.password.get_secret_value()
-        shown = command if isinstance(command, str) else shlex.join(command)
-        pipes = {"stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.DEVNULL,
-                 "stdin": asyncio.subprocess.DEVNULL}
         try:
-            if isinstance(command, str):
-                proc = await asyncio.create_subprocess_shell(command, **pipes)
-            else:
-                proc = await asyncio.create_subprocess_exec(*command, **pipes)
-        except OSError as exc:
-            raise Pop3Error(f"token_command {shown!r} cannot be run: {exc.strerror or exc}", kind="login") from None
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise Pop3Error(f"token_command {shown!r} did not finish in {timeout:.0f}s", kind="login") from None
-        lines = out.decode("utf-8", "replace").strip().splitlines()
-        token = lines[0].strip() if lines else ""
-        if proc.returncode != 0 or not token:
-            why = f"exited with status {proc.returncode}" if proc.returncode else "printed no token"
-            raise Pop3Error(f"token_command {shown!r} {why}", kind="login")
-        return token
+            return await run_token_command(command, timeout)
+        except TokenCommandError as exc:
+            raise Pop3Error(str(exc), kind="login") from None
 
 
 def _scrub(text: str, secrets: list[str]) -> str:

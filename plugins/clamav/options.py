@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mailpipe.core.settings import Duration, Strict, split_host_port
+from mailpipe.core.settings import Duration, HostPort, Strict
 
 MAX_TIMEOUT = 50.0  # the intake gives every accept hook 60s; a scan must end (or give up) before that
 
@@ -16,20 +16,13 @@ class ClamavOptions(Strict):
     """``address: "127.0.0.1:3310"`` or ``socket: /run/clamav/clamd.ctl``; what to do when a virus is found
     (``action``) and when clamd cannot answer (``on_error``)."""
 
-    address: str | None = Field(None, description="clamd's TCP listener, host:port")
+    address: HostPort | None = Field(None, description="clamd's TCP listener, host:port")
     socket: Path | None = Field(None, description="clamd's Unix socket (LocalSocket in clamd.conf)")
     timeout: Duration = Field(30.0, gt=0, description="the whole scan, connect included")
     action: Literal["reject", "quarantine"] = Field(
         "reject", description="reject: 554 5.7.0 at the end of DATA; quarantine: queue it held and flagged")
     on_error: Literal["tempfail", "accept"] = Field(
         "tempfail", description="clamd unreachable or too slow: 451 4.7.0, or accept with a header saying so")
-
-    @field_validator("address")
-    @classmethod
-    def _address(cls, value: str | None) -> str | None:
-        if value is not None:
-            split_host_port(value)
-        return value
 
     @field_validator("timeout")
     @classmethod

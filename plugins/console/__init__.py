@@ -15,6 +15,7 @@ import contextlib
 
 from mailpipe.core.hookspecs import hookimpl
 from mailpipe.core.plugin import Plugin, PluginContext
+from mailpipe.core.settings import split_host_port
 from mailpipe.core.tasks import cancel_and_wait
 from mailpipe.core.workers.slot import current
 from mailpipe.plugins.asgi_server import AppServer
@@ -53,7 +54,8 @@ class ConsolePlugin(Plugin):
         self.console = Console(self)
         cert = context.resolve_path(opts.cert) if opts.cert else None
         key = context.resolve_path(opts.key) if opts.key else None
-        self.server = await AppServer.claim(self, opts.host, opts.port, self.console.app, cert=cert, key=key)
+        host, port = split_host_port(opts.listen)
+        self.server = await AppServer.claim(self, host, port, self.console.app, cert=cert, key=key)
         self._sampler = asyncio.create_task(self._sample(), name="console-sampler")
         self.log.info("web console on http%s://%s/", "s" if opts.tls else "", opts.listen)
 

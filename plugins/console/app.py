@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from mailpipe.core.dsn import human_duration
 from mailpipe.core.durations import format_duration, parse_duration
+from mailpipe.core.errors import required
 from mailpipe.core.plugin import Control, Plugin
 from mailpipe.core.queue import QueueBackend, SharedCounters
 from mailpipe.core.queueactions import ACTIONS, Done, perform
@@ -79,17 +80,13 @@ class Console:
 
     @property
     def control(self) -> Control:
-        control = self.plugin.context.control
-        if control is None:
-            raise RuntimeError("the console runs only inside `pipeline serve`")
-        return control
+        """The gateway's controls (RuntimeError outside ``pipeline serve``)."""
+        return required(self.plugin.context.control, "the console runs only inside `pipeline serve`")
 
     @property
     def queue(self) -> QueueBackend:
-        queue = self.plugin.context.queue
-        if queue is None:
-            raise RuntimeError("the console runs only with the queue open")
-        return queue
+        """The open queue (RuntimeError when it is not open)."""
+        return required(self.plugin.context.queue, "the console runs only with the queue open")
 
     def now(self) -> float:
         return self.plugin.context.clock.now()

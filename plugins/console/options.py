@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
-from mailpipe.core.settings import CertFile, Duration, KeyFile, RelayUser, Strict, check_pair, split_host_port
+from mailpipe.core.settings import CertFile, Duration, HostPort, KeyFile, RelayUser, Strict, check_tls_files
 
 
 class ConsoleUser(RelayUser):
@@ -16,7 +16,7 @@ class ConsoleUser(RelayUser):
 class ConsoleOptions(Strict):
     """Options of ``chain: - console: {...}``."""
 
-    listen: str = Field("127.0.0.1:8025", description="host:port of the web console")
+    listen: HostPort = Field("127.0.0.1:8025", description="host:port of the web console")
     users: list[ConsoleUser] = Field(min_length=1, description="who may log in")
     secure_cookies: bool | Literal["auto"] = Field(
         "auto", description="mark cookies Secure: true, false, or auto (when served over TLS)"
@@ -31,29 +31,13 @@ class ConsoleOptions(Strict):
                                                            "many failures")
     refresh: Duration = Field(2.0, gt=0, description="how often the live parts (sessions) refresh")
 
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        split_host_port(value)
-        return value
-
     @model_validator(mode="after")
     def _tls(self, info: ValidationInfo) -> ConsoleOptions:
         if self.cert is not None and not self.tls:
             self.tls = True
-        if self.tls and (self.cert is None or self.key is None):
-            raise ValueError("tls: true needs both cert and key")
         if self.tls:
-            check_pair(self.cert, self.key, info)
+            check_tls_files("true", self.cert, self.key, info)
         names = [u.username for u in self.users]
         if len(set(names)) != len(names):
             raise ValueError("each console username may appear only once")
         return self
-
-    @property
-    def host(self) -> str:
-        return split_host_port(self.listen)[0]
-
-    @property
-    def port(self) -> int:
-        return split_host_port(self.listen)[1]

@@ -40,10 +40,11 @@ from mailpipe.core.errors import ConfigError, Reply
 from mailpipe.core.hookspecs import hookimpl
 from mailpipe.core.message import Credentials, Message, RecipientResult, Route
 from mailpipe.core.plugin import Plugin, PluginContext
+from mailpipe.core.tlsfiles import client_tls_context
 from mailpipe.plugins.limits import Limiter
 from mailpipe.plugins.outbound.pool import ConnectionPool
 from mailpipe.plugins.outbound.session import ClientSettings
-from mailpipe.plugins.outbound.tls import TlsPolicy, client_context
+from mailpipe.plugins.outbound.tls import TlsPolicy
 
 from .attempt import Dialing, attempt
 from .dnsfail import DnsFailure
@@ -101,7 +102,7 @@ class DirectPlugin(Plugin):
                                    validating=validating)
         ca_file = context.resolve_path(o.ca_file) if o.ca_file else None
         try:
-            verified = client_context(verify=True, ca_file=ca_file)
+            verified = client_tls_context(verify=True, ca_file=ca_file)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"{self.instance_name}: ca_file {ca_file}: {getattr(exc, 'strerror', None) or exc}"
                               ) from None

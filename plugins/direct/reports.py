@@ -20,7 +20,7 @@ import json
 import logging
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dns.exception
@@ -70,26 +70,27 @@ def parse_rua(records: list[str]) -> Rua | None:
     return Rua(tuple(mailto), tuple(https)) if mailto or https else None
 
 
+@dataclass(kw_only=True, eq=False)
 class TlsReporter:
-    """Stores the counts and sends the reports of one gateway node (see the module text)."""
+    """Stores the counts and sends the reports of one gateway node (see the module text).
 
-    def __init__(self, *, counters: TlsCounters, values: Values, resolver: MxResolver, https: HttpsClient,
-                 submitter: str, sender: str, node: str, now: Callable[[], float],
-                 store: Callable[[Message, bytes], Awaitable[None]] | None,
-                 emit: Callable[..., Any], wake: Callable[[], None] | None = None, grace: float = 900.0) -> None:
-        self.counters = counters
-        self.values = values
-        self.resolver = resolver
-        self.https = https
-        self.submitter = submitter
-        self.sender = sender
-        self.node = node
-        self.now = now
-        self.store = store
-        self.emit = emit
-        self.wake = wake
-        self.grace = grace
-        self._lock = asyncio.Lock()
+    ``store`` queues a report mail (None: mail reports are not sent), ``emit`` emits an
+    event, ``wake`` tells the scheduler a report was queued.
+    """
+
+    counters: TlsCounters
+    values: Values
+    resolver: MxResolver
+    https: HttpsClient
+    submitter: str
+    sender: str
+    node: str
+    now: Callable[[], float]
+    store: Callable[[Message, bytes], Awaitable[None]] | None
+    emit: Callable[..., Any]
+    wake: Callable[[], None] | None = None
+    grace: float = 900.0
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     async def flush(self) -> None:
         """Add the counts gathered in memory to the stored ones (called periodically and at shutdown)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -101,17 +101,26 @@ def dane_tls(records: tuple[Tlsa, ...], names: tuple[str, ...]) -> TlsPolicy:
     return TlsPolicy("required", verify=False, check=DaneCheck(records, names))
 
 
+@dataclass(kw_only=True, eq=False)
 class TransportSecurity:
-    """Chooses each host's policy (see the module text); one per ``direct`` instance."""
+    """Chooses each host's policy (see the module text); one per ``direct`` instance.
 
-    def __init__(self, *, resolver: MxResolver, port: int, dane: str, validating: bool,
-                 sts: StsPolicies | None, ca_file: Path | None, fallback: TlsPolicy) -> None:
-        self.resolver = resolver
-        self.port = port
-        self.dane = dane
-        self.validating = validating
-        self.sts = sts
-        self.fallback = fallback
+    ``ca_file`` (else the system CAs) checks MTA-STS hosts' certificates; ``fallback`` is
+    the ``tls`` option's policy for hosts no policy covers.
+    """
+
+    resolver: MxResolver
+    port: int
+    dane: str
+    validating: bool
+    sts: StsPolicies | None
+    ca_file: InitVar[Path | None]
+    fallback: TlsPolicy
+    sts_tls: TlsPolicy = field(init=False)
+    sts_testing_tls: TlsPolicy = field(init=False)
+    unauthenticated_tls: TlsPolicy = field(init=False)
+
+    def __post_init__(self, ca_file: Path | None) -> None:
         self.sts_tls = TlsPolicy("required", verify=True, ca_file=ca_file)
         self.sts_testing_tls = TlsPolicy("opportunistic", verify=False,
                                          check=WebPkiCheck(str(ca_file) if ca_file else None))

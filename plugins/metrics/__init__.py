@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import Field, field_validator
+from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -43,7 +43,7 @@ from mailpipe.core.events import Event
 from mailpipe.core.hookspecs import hookimpl
 from mailpipe.core.message import Message
 from mailpipe.core.plugin import Plugin, PluginContext
-from mailpipe.core.settings import Strict, split_host_port
+from mailpipe.core.settings import HostPort, Strict, split_host_port
 from mailpipe.core.workers.peers import WorkerSessions
 from mailpipe.core.workers.slot import current
 from mailpipe.plugins.asgi_server import AppServer
@@ -58,13 +58,7 @@ ATTEMPT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 class MetricsOptions(Strict):
     """Options of ``chain: - metrics: {...}``."""
 
-    listen: str = Field("127.0.0.1:9125", description="host:port serving /metrics (no login: keep it private)")
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        split_host_port(value)
-        return value
+    listen: HostPort = Field("127.0.0.1:9125", description="host:port serving /metrics (no login: keep it private)")
 
 
 def route_label(route: str | None) -> str:

@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 
 from mailpipe.core.settings import OAuth2Settings
+from mailpipe.core.tlsfiles import client_tls_context
 
-from ..outbound.tls import client_context
 from .assertion import ASSERTION_TYPE, CredentialError, client_assertion
 from .tokenfile import read_token, write_token
 
@@ -179,7 +179,7 @@ class TokenProvider:
     def _tls(self) -> ssl.SSLContext:
         ca = self.settings.ca_file
         try:
-            return client_context(ca_file=self.resolve(ca) if ca else None)
+            return client_tls_context(ca_file=self.resolve(ca) if ca else None)
         except (OSError, ssl.SSLError) as exc:
             raise TokenError(f"ca_file {ca} of the token endpoint cannot be used: {exc}") from None
 

@@ -1,5 +1,7 @@
 """Client TLS: a policy per destination (none, opportunistic, required, implicit) and its SSL context.
 
+The context itself is the core's (``mailpipe.core.tlsfiles.client_tls_context``), shared with POP3.
+
 A policy may carry a ``check``: a verification of the peer's certificate chain made after the
 handshake by the plugin that opened the session (DANE's TLSA matching, a report-only WebPKI
 check). The client stays generic: it hands the chain over and honours the ``Verdict``.
@@ -14,17 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mailpipe.core.tlsfiles import client_tls_context
+
 TlsMode = Literal["none", "opportunistic", "required", "implicit"]
-
-
-def client_context(*, verify: bool = True, ca_file: Path | str | None = None) -> ssl.SSLContext:
-    """A TLS 1.2+ client context; ``verify=False`` checks neither chain nor name (opportunistic TLS)."""
-    ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if not verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 @dataclass(frozen=True)
@@ -85,4 +79,4 @@ class TlsPolicy:
 
     def __post_init__(self) -> None:
         if self.mode != "none":
-            object.__setattr__(self, "context", client_context(verify=self.verify, ca_file=self.ca_file))
+            object.__setattr__(self, "context", client_tls_context(verify=self.verify, ca_file=self.ca_file))

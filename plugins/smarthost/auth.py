@@ -13,9 +13,7 @@ every blob the client sends — PLAIN, LOGIN, CRAM-MD5, XOAUTH2 — is known to 
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import shlex
 from collections.abc import Awaitable, Callable
 
 import aiosmtplib
@@ -23,6 +21,7 @@ from aiosmtplib.auth import auth_crammd5_verify, auth_login_encode, auth_plain_e
 
 from mailpipe.core.errors import Reply
 from mailpipe.core.message import Credentials
+from mailpipe.core.tokencommand import TokenCommandError, run_token_command
 
 from ..outbound.replies import OutboundError, Scrubber, reply_for
 
@@ -78,37 +77,15 @@ def secrets_of(credentials: Credentials, token: str | None = None) -> Scrubber:
 async def fetch_token(command: list[str] | str, timeout: float) -> str:
     """Run ``command`` and return the first line it prints: an XOAUTH2 access token.
 
-    A list is run as argv, a string by ``/bin/sh -c``. Raises ``LoginFailed``
-    (never showing what the command printed on stdout) when it fails, times
-    out or prints nothing.
+    A list is run as argv, a string by ``/bin/sh -c`` (``mailpipe.core.tokencommand``). Raises
+    ``LoginFailed`` (with the start of the command's stderr, never what it printed on stdout)
+    when it fails, times out or prints nothing.
     """
-    shown = command if isinstance(command, str) else shlex.join(command)
-    pipes = {"stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.PIPE,
-             "stdin": asyncio.subprocess.DEVNULL}
     try:
-        if isinstance(command, str):
-            proc = await asyncio.create_subprocess_shell(command, **pipes)
-        else:
-            proc = await asyncio.create_subprocess_exec(*command, **pipes)
-    except OSError as exc:
-        raise LoginFailed(Reply(451, "4.7.0", f"token_command {shown!r} cannot be run: {exc.strerror or exc}"),
-                          rejected=False) from None
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise LoginFailed(Reply(451, "4.7.0", f"token_command {shown!r} did not finish in {timeout:.0f}s"),
-                          rejected=False) from None
-    token = out.decode("utf-8", "replace").strip().splitlines()[0].strip() if out.strip() else ""
-    if proc.returncode != 0 or not token:
-        why = f"exited with status {proc.returncode}" if proc.returncode else "printed no token"
-        detail = " ".join(err.decode("utf-8", "replace").split())[:200]
-        if token:
-            detail = Scrubber([token])(detail)
-        raise LoginFailed(Reply(451, "4.7.0", f"token_command {shown!r} {why}" + (f": {detail}" if detail else "")),
-                          rejected=False)
-    return token
+        return await run_token_command(command, timeout)
+    except TokenCommandError as exc:
+        detail = Scrubber([exc.printed])(exc.detail) if exc.printed else exc.detail
+        raise LoginFailed(Reply(451, "4.7.0", str(exc) + (f": {detail}" if detail else "")), rejected=False) from None
 
 
 async def smtp_login(

@@ -8,14 +8,16 @@ QUIT (as RFC 1939 says), and records every command, so tests can prove what the 
 from __future__ import annotations
 
 import base64
+import contextlib
 import socket
-import threading
 from dataclasses import dataclass, field
 
+from tests.peers.tcp import TcpListener
 
-@dataclass
-class FakePop3:
-    """A threaded POP3 server on ``host``; use as a context manager.
+
+@dataclass(eq=False)
+class FakePop3(TcpListener):
+    """A threaded POP3 server on ``host`` serving one session at a time; use as a context manager.
 
     ``messages``: uidl -> bytes (CRLF). ``drop_retr``: the message number whose RETR is cut
     half-way, in each of the first ``drop_sessions`` sessions; ``listed_size``: what LIST says of every
@@ -32,40 +34,18 @@ class FakePop3:
     listed_size: int | None = None  # LIST says this size for every message (a server whose sizes lie)
     host: str = "127.0.0.1"
     commands: list[str] = field(default_factory=list)
-    sessions: int = 0
     deleted: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((self.host, 0))
-        self.port = self._sock.getsockname()[1]
-        self._sock.listen(16)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
+        TcpListener.__init__(self, self.host, name="fake-pop3")
 
-    def __enter__(self) -> FakePop3:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._sock.close()
-        self._thread.join(5)
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            with conn:
-                self.sessions += 1
-                try:
-                    self._session(conn, self.sessions)
-                except OSError:
-                    pass
+    def accepted(self, conn: socket.socket) -> None:
+        """One session at a time, in the accept thread; a session still open at ``close`` is cut."""
+        self.track(conn)
+        with conn:
+            with contextlib.suppress(OSError):
+                self._session(conn, self.connections)
+        self.untrack(conn)
 
     def _session(self, conn: socket.socket, number: int) -> None:
         conn.settimeout(30)

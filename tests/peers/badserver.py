@@ -19,6 +19,8 @@ import ssl
 import threading
 from typing import BinaryIO
 
+from .tcp import TcpListener, family
+
 #: What a :class:`BadServer` can do, by name.
 FAULTS = {
     "hang_after_connect": "accept, never greet",
@@ -37,11 +39,7 @@ FAULTS = {
 HANG = 120.0
 
 
-def _family(host: str) -> int:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-class BadServer:
+class BadServer(TcpListener):
     """A threaded TCP server on ``host:port`` (0: a free port) doing ``fault``; use as a context manager.
 
     ``greeting`` is the first line it sends (unless the fault is not to greet);
@@ -53,41 +51,16 @@ class BadServer:
                  greeting: str = "220 bad.test ESMTP", cert: tuple[str, str] | None = None) -> None:
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; choose from {', '.join(FAULTS)}")
+        super().__init__(host, port, name=f"badserver-{fault}", backlog=64)
         self.fault = fault
         self.greeting = greeting
         self.cert = cert
-        self.connections = 0
         self.bodies: list[bytes] = []
-        self._sock = socket.socket(_family(host), socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
-        self.host, self.port = host, int(self._sock.getsockname()[1])
-        self._sock.listen(64)
-        self._stop = threading.Event()
-        self._open: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._serve, name=f"badserver-{fault}", daemon=True)
 
-    def __enter__(self) -> BadServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for s in (self._sock, *self._open):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in accept() or a read
-            s.close()
-        self._thread.join(5)
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            self._open.append(conn)
-            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+    def accepted(self, conn: socket.socket) -> None:
+        """Every connection gets a session thread of its own."""
+        self.track(conn)
+        threading.Thread(target=self._session, args=(conn,), daemon=True).start()
 
     def _session(self, conn: socket.socket) -> None:
         conn.settimeout(HANG)
@@ -98,11 +71,11 @@ class BadServer:
         """One connection, from the greeting to the end the fault chooses; the connection is closed after it."""
         try:
             if self.fault == "hang_after_connect":
-                self._stop.wait(HANG)
+                self.stopping.wait(HANG)
                 return
             if self.fault == "garbage_greeting":
                 conn.sendall(b"\x00\xffHELLO? this is not smtp\r\n")
-                self._stop.wait(HANG)
+                self.stopping.wait(HANG)
                 return
             conn.sendall(self.greeting.encode() + b"\r\n")
             if self.fault == "greet_then_close":
@@ -110,7 +83,7 @@ class BadServer:
                 conn.recv(1024)  # the client's QUIT, if it sends one
                 return
             if self.fault == "hang_after_greeting":
-                self._stop.wait(HANG)
+                self.stopping.wait(HANG)
                 return
             conn = self._commands(conn)
         finally:
@@ -134,7 +107,7 @@ class BadServer:
                 ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
                 ctx.load_cert_chain(*self.cert)
                 conn = ctx.wrap_socket(conn, server_side=True)
-                self._open.append(conn)
+                self.track(conn)
                 f = conn.makefile("rb")
             elif cmd in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
                 conn.sendall(b"250 2.0.0 ok\r\n")
@@ -165,7 +138,7 @@ class BadServer:
             body += chunk
         self.bodies.append(body)
         if self.fault == "hang_after_data":
-            self._stop.wait(HANG)
+            self.stopping.wait(HANG)
             return False
         if self.fault == "close_before_reply":
             return False
@@ -178,7 +151,7 @@ class StallingListener:
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
-        self._sock = socket.socket(_family(host), socket.SOCK_STREAM)
+        self._sock = socket.socket(family(host), socket.SOCK_STREAM)
         self._sock.bind((host, port))
         self._sock.listen(0)
         self._fillers: list[socket.socket] = []
@@ -186,7 +159,7 @@ class StallingListener:
     def __enter__(self) -> StallingListener:
         # Fill the accept queue (never accepted); after that new SYNs are dropped.
         for _ in range(8):
-            filler = socket.socket(_family(self.host), socket.SOCK_STREAM)
+            filler = socket.socket(family(self.host), socket.SOCK_STREAM)
             filler.settimeout(0.3)
             try:
                 filler.connect((self.host, self.port))

@@ -21,7 +21,17 @@ import socket
 import subprocess
 from pathlib import Path
 
-from .net import PeerError, free_port, make_traversable, pid_alive, process_start_ticks, tail, wait_until
+from .net import (
+    PeerError,
+    free_port,
+    make_traversable,
+    pid_alive,
+    process_start_ticks,
+    read_log,
+    tail,
+    wait_until,
+)
+from .tcp import read_until
 
 CLAMD = Path("/usr/sbin/clamd")
 CLAM_USER = "clamav"
@@ -51,13 +61,7 @@ def ask(address: str | tuple[str, int], command: bytes, timeout: float = 5.0) ->
         s.settimeout(timeout)
         s.connect(address)
         s.sendall(command)
-        out = b""
-        while not out.endswith(b"\0"):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            out += chunk
-    return out.rstrip(b"\0")
+        return read_until(s, b"\0").rstrip(b"\0")
 
 
 class ClamdPeer:
@@ -139,10 +143,7 @@ class ClamdPeer:
 
     def log_text(self) -> str:
         """What clamd logged so far."""
-        try:
-            return self.log_file.read_text(errors="replace")
-        except OSError:
-            return ""
+        return read_log(self.log_file)
 
     # -- internals --------------------------------------------------------------------------------
 

@@ -20,7 +20,17 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from .net import PeerError, free_port, make_traversable, pid_alive, port_accepts, process_start_ticks, tail, wait_until
+from .net import (
+    PeerError,
+    free_port,
+    make_traversable,
+    pid_alive,
+    port_accepts,
+    process_start_ticks,
+    read_log,
+    tail,
+    wait_until,
+)
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 PG_USER = "postgres"
@@ -146,10 +156,7 @@ class PostgresPeer:
 
     def log_text(self) -> str:
         """Everything the server logged so far."""
-        try:
-            return self.log_file.read_text(errors="replace")
-        except OSError:
-            return ""
+        return read_log(self.log_file)
 
     # -- internals --------------------------------------------------------------------------------
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
+
+from .tcp import TcpRelay
 
 
 def _strip(lines: list[bytes]) -> list[bytes]:
@@ -21,50 +22,15 @@ def _strip(lines: list[bytes]) -> list[bytes]:
     return kept
 
 
-class StartTlsStripper:
+class StartTlsStripper(TcpRelay):
     """Listens on ``host:port`` and relays each connection to ``upstream`` with STARTTLS removed."""
 
     def __init__(self, host: str, port: int, upstream: tuple[str, int]) -> None:
-        self.host, self.port, self.upstream = host, port, upstream
-        self.connections = 0
+        super().__init__(upstream, host, port, name="starttls-stripper")
         self.stripped = 0
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
-        self._sock.listen(16)
-        self._stop = False
-        self._open: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
 
-    def _accept(self) -> None:
-        while not self._stop:
-            try:
-                client, _ = self._sock.accept()
-            except OSError:
-                return
-            if self._stop:
-                client.close()
-                return
-            self.connections += 1
-            try:
-                server = socket.create_connection(self.upstream, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            server.settimeout(None)
-            self._open += [client, server]
-            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._replies, args=(server, client), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
-
-    def _replies(self, server: socket.socket, client: socket.socket) -> None:
+    def backward(self, server: socket.socket, client: socket.socket) -> None:
+        """The server's replies, reply by reply; a multi-line 250 reply (EHLO's) loses its STARTTLS line."""
         reader = server.makefile("rb")
         pending: list[bytes] = []
         with contextlib.suppress(OSError, ValueError):
@@ -78,19 +44,4 @@ class StartTlsStripper:
                     pending = stripped
                 client.sendall(b"".join(pending))
                 pending = []
-        with contextlib.suppress(OSError):
-            client.shutdown(socket.SHUT_WR)
-
-    def __enter__(self) -> StartTlsStripper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop = True
-        with contextlib.suppress(OSError):
-            socket.create_connection((self.host, self.port), timeout=1).close()
-        self._sock.close()
-        self._thread.join(5)
-        for s in self._open:
-            with contextlib.suppress(OSError):
-                s.close()
+        self.finished(server, client)

@@ -16,6 +16,7 @@ from tests.peers.certs import TestPKI
 from tests.peers.mailpipe import MailpipeProcess
 from tests.peers.net import free_port, wait_until
 from tests.peers.sink import RecordingSink
+from tests.peers.tcp import read_until
 
 
 @pytest.fixture(scope="module")
@@ -156,12 +157,7 @@ def test_connection_limit_answers_421(gateway: MailpipeProcess, sink: RecordingS
     host, port = gateway.address
     held = [client(gateway) for _ in range(8)]
     extra = socket.create_connection((host, port), timeout=10)
-    reply = b""
-    while not reply.endswith(b"\r\n"):
-        chunk = extra.recv(1024)
-        if not chunk:
-            break
-        reply += chunk
+    reply = read_until(extra, b"\r\n")
     assert reply.startswith(b"421 4.7.0"), reply
     extra.close()
     for c in held:

@@ -24,6 +24,7 @@ from tests.core.helpers import RawClient
 from tests.peers.certs import TestPKI
 from tests.peers.mailpipe import MailpipeProcess
 from tests.peers.net import free_port
+from tests.peers.tcp import read_until
 
 RELAY_USER, RELAY_PASSWORD = "office", "s3cret-office-pw"
 GatewayFactory = Callable[..., MailpipeProcess]
@@ -89,13 +90,7 @@ def greeting(host: str, port: int, source: str | None = None, timeout: float = 5
     try:
         with socket.create_connection((host, port), timeout=timeout,
                                       source_address=(source, 0) if source else None) as s:
-            data = b""
-            while not data.endswith(b"\r\n"):
-                chunk = s.recv(1024)
-                if not chunk:
-                    break
-                data += chunk
-            return data
+            return read_until(s, b"\r\n")
     except OSError:
         return b""
 

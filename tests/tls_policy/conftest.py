@@ -17,15 +17,16 @@ from typing import Any
 
 import pytest
 
+from mailpipe.core.queue import Attempt
 from tests.peers import dnssec
 from tests.peers.dnssec import SignedDns
 from tests.peers.harness import SyncHarness
 from tests.peers.https_server import Document, HttpsPeer, policy_text
-from tests.peers.net import free_port, make_traversable
+from tests.peers.net import free_port, free_port_on_all, make_traversable
 from tests.peers.sink import RecordingSink
 from tests.peers.stripper import StartTlsStripper
 
-from .world import HOSTS, HTTPS_ADDRESS, MX_ADDRESSES, RELAYED, Pki, free_port_on_all, server_certs, zones
+from .world import HOSTS, HTTPS_ADDRESS, MX_ADDRESSES, RELAYED, Pki, server_certs, zones
 
 GATEWAY = "gw.test"
 START = 1_800_000_000.0  # 2027-01-15 08:00 UTC
@@ -134,3 +135,20 @@ def gateway(workdir: Path, mx_port: int, pki: Pki, https_peer: HttpsPeer) -> Ite
             return h
 
         yield make
+
+
+def deliver_each(gw: SyncHarness, expected: dict[str, str]) -> dict[str, Attempt]:
+    """One message to each recipient of ``expected`` (recipient -> the state it must end in), one delivery run.
+
+    Fails, showing the attempts, when a recipient ends in another state; recipient -> its last attempt.
+    """
+    mids = {rcpt: gw.submit(SENDER, [rcpt]) for rcpt in expected}
+    gw.deliver()
+    for rcpt, mid in mids.items():
+        assert gw.states(mid) == {rcpt: expected[rcpt]}, gw.last_attempts(mid)
+    return {rcpt: gw.last_attempts(mid)[rcpt] for rcpt, mid in mids.items()}
+
+
+def deliver_one(gw: SyncHarness, rcpt: str, state: str) -> Attempt:
+    """One message to ``rcpt``, one delivery run; it must end in ``state``: its last attempt."""
+    return deliver_each(gw, {rcpt: state})[rcpt]

@@ -36,7 +36,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tests.peers.dnssec import Zone
-from tests.peers.net import free_port
 
 HOSTS = {"a": "127.0.1.31", "b": "127.0.1.32", "c": "127.0.1.33", "d": "127.0.1.34", "f": "127.0.1.35",
          "n": "127.0.1.36", "s": "127.0.1.37", "x": "127.0.1.39", "y": "127.0.1.40", "z": "127.0.1.41",
@@ -188,24 +186,6 @@ def zones(pki: Pki, port: int, *, sts_domains: dict[str, str] | None = None,
         Zone("insecure.test", insecure, security="insecure"),
         Zone("bogus.test", ["@ MX 10 a.hosts.test."], security="bogus"),
     ]
-
-
-def _bindable(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_on_all(addresses: tuple[str, ...], tries: int = 50) -> int:
-    """A TCP port that nothing is bound to on any of ``addresses`` right now."""
-    for _ in range(tries):
-        port = free_port(addresses[0])
-        if all(_bindable(a, port) for a in addresses[1:]):
-            return port
-    raise RuntimeError(f"no port free on all of {addresses} after {tries} tries")
 
 
 #: Every domain the policy server has a certificate for (its name is mta-sts.DOMAIN).
