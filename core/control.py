@@ -22,16 +22,29 @@ def socket_path(state_dir: Path) -> Path:
 
 
 class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, on_run: Callable[[], None]) -> None:
-        self.on_run = on_run
+    """Hands every datagram to ``on_datagram``."""
+
+    def __init__(self, on_datagram: Callable[[bytes], None]) -> None:
+        self.on_datagram = on_datagram
 
     def datagram_received(self, data: bytes, addr: object) -> None:
-        if data.strip() == b"run":
-            self.on_run()
+        self.on_datagram(data)
 
 
 async def listen(state_dir: Path, on_run: Callable[[], None]) -> asyncio.DatagramTransport | None:
-    """Bind the control socket; None (with a warning) when it cannot be bound."""
+    """Bind the control socket for one server: ``run`` calls ``on_run``; None (with a warning) when unbound."""
+
+    def on_datagram(data: bytes) -> None:
+        if data.strip() == b"run":
+            on_run()
+
+    return await bind(state_dir, on_datagram, "this server")
+
+
+async def bind(state_dir: Path, on_datagram: Callable[[bytes], None],
+               who: str) -> asyncio.DatagramTransport | None:
+    """Bind the control socket, each datagram to ``on_datagram``; None (with a warning naming ``who``, what
+    `pipeline queue retry` will not wake) when it cannot be bound. Called by ``listen`` and the supervisor."""
     path = socket_path(state_dir)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
@@ -40,12 +53,11 @@ async def listen(state_dir: Path, on_run: Callable[[], None]) -> asyncio.Datagra
         sock.bind(str(path))
         sock.setblocking(False)
         transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-            lambda: _Protocol(on_run), sock=sock
+            lambda: _Protocol(on_datagram), sock=sock
         )
     except (OSError, TypeError, ValueError) as exc:
         sock.close()
-        log.warning("control socket %s unavailable (%s): `pipeline queue retry` will not wake this server",
-                    path, exc)
+        log.warning("control socket %s unavailable (%s): `pipeline queue retry` will not wake %s", path, exc, who)
         return None
     return transport  # type: ignore[return-value]
 

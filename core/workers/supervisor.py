@@ -28,14 +28,13 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..config import LoadedConfig
-from ..control import socket_path
+from ..control import bind, socket_path
 from ..errors import ConfigError
 from ..settings import worker_count
 from .link import RELOAD, WAKE, parse
@@ -354,32 +353,12 @@ class Supervisor:
                         count, self.config.source, self.count)
 
     async def _listen_control(self) -> asyncio.DatagramTransport | None:
-        path = socket_path(self.state_dir)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        try:
-            sock.bind(str(path))
-            sock.setblocking(False)
-            transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-                lambda: _ControlProtocol(self), sock=sock)
-        except (OSError, TypeError, ValueError) as exc:
-            sock.close()
-            log.warning("control socket %s unavailable (%s): `pipeline queue retry` will not wake the workers",
-                        path, exc)
-            return None
-        return transport  # type: ignore[return-value]
+        return await bind(self.state_dir, self._on_control, "the workers")
 
-
-class _ControlProtocol(asyncio.DatagramProtocol):
-    """The supervisor's end of the control socket: ``run`` wakes every worker, ``reload PID`` reloads the others."""
-
-    def __init__(self, supervisor: Supervisor) -> None:
-        self.supervisor = supervisor
-
-    def datagram_received(self, data: bytes, addr: object) -> None:
+    def _on_control(self, data: bytes) -> None:
+        """A datagram on the control socket: ``run`` wakes every worker, ``reload PID`` reloads the others."""
         word, pid = parse(data)
         if word == WAKE:
-            self.supervisor.wake_all()
+            self.wake_all()
         elif word == RELOAD:
-            self.supervisor.reload_all(but=pid)
+            self.reload_all(but=pid)

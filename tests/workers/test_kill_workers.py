@@ -13,17 +13,11 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import signal
-import smtplib
-import threading
-import time
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
-from tests.core.helpers import make_message
-from tests.peers.net import pid_alive, port_accepts, wait_until
-from tests.peers.sink import Received, RecordingSink
+from tests.peers.net import pid_alive, wait_until
+from tests.peers.resending import ResendingLoad, figures
+from tests.peers.sink import RecordingSink
 from tests.workers.helpers import relay_config, serving, worker_pid, worker_pids
 
 MESSAGES = 600
@@ -31,17 +25,10 @@ SESSIONS = 20
 KILLS = ("worker 2", "supervisor", "worker 1", "supervisor")
 SEED = 20261130
 DEADLINE = 150.0
-TRACE = re.compile(rb"\(mailpipe\) with \S+ id (\S+)")
-
-
-def trace(message: Received) -> tuple[int, str]:
-    number = int(message.data.split(b"Subject: load ", 1)[1].split(b"\r\n", 1)[0])
-    found = TRACE.search(message.data)
-    assert found is not None, message.data[:300]
-    return number, found.group(1).decode()
 
 
 def test_kill_workers_and_supervisor_under_load(mailpipe_factory, workdir) -> None:
+    """Each kill lands while clients send; afterwards every acknowledged message is delivered."""
     rng = random.Random(SEED)
     low, width = 0.05 * MESSAGES, 0.80 * MESSAGES / len(KILLS)
     points = [int(low + k * width + rng.uniform(0, width)) for k in range(len(KILLS))]
@@ -51,104 +38,44 @@ def test_kill_workers_and_supervisor_under_load(mailpipe_factory, workdir) -> No
         config["intake"] = {"max_connections": 100}
         gw = mailpipe_factory(config).start()
         serving(gw, 2)
-        host, port = gw.address
-        acked: set[int] = set()
-        resent: set[int] = set()
-        lock = threading.Lock()
-        abort = threading.Event()
-        deadline = time.monotonic() + DEADLINE
-
-        def session(ids: list[int]) -> int:
-            client: smtplib.SMTP | None = None
-            sent = 0
-            try:
-                for n in ids:
-                    for _attempt in range(30):
-                        if abort.is_set() or time.monotonic() > deadline:
-                            return sent
-                        try:
-                            if client is None:
-                                wait_until(lambda: port_accepts(host, port) or abort.is_set(), 30, "gateway back")
-                                client = smtplib.SMTP(host, port, timeout=15)
-                                client.ehlo("load.test")
-                            client.sendmail("load@example.org", [f"r{n}@example.net"], make_message(f"load {n}"))
-                            with lock:
-                                acked.add(n)
-                            sent += 1
-                            break
-                        except (OSError, smtplib.SMTPException):
-                            with lock:
-                                resent.add(n)
-                            try:
-                                if client is not None:
-                                    client.close()
-                            except OSError:
-                                pass
-                            client = None
-                if client is not None:
-                    try:
-                        client.quit()
-                    except (OSError, smtplib.SMTPException):
-                        pass
-                return sent
-            except BaseException:
-                abort.set()
-                raise
+        load = ResendingLoad(*gw.address, messages=MESSAGES, sessions=SESSIONS, deadline=DEADLINE)
 
         def killer() -> list[dict[str, object]]:
+            """Kill each of KILLS in turn at its point of the load; return what each kill hit."""
             kills: list[dict[str, object]] = []
             starts = 1
-            try:
-                for point, whom in zip(points, KILLS, strict=True):
-                    wait_until(lambda p=point: len(acked) >= p or abort.is_set(), max(1.0, deadline - time.monotonic()),
-                               f"{point} messages acknowledged before killing {whom}")
-                    if abort.is_set():
-                        return kills
-                    kills.append({"whom": whom, "acknowledged": len(acked), "delivered": len(sink.messages)})
-                    if whom == "supervisor":
-                        workers = worker_pids(gw)
-                        gw.kill()
-                        assert gw.proc is not None and gw.proc.returncode == -signal.SIGKILL
-                        wait_until(lambda w=workers: not any(pid_alive(p) for p in w), 10, "workers gone too")
-                        gw.start()
-                        starts += 1
-                        serving(gw, 2, starts=starts)
-                    else:
-                        victim = worker_pid(gw, int(whom[-1]))
-                        os.kill(victim, signal.SIGKILL)
-                        wait_until(lambda v=victim: len(worker_pids(gw)) == 2 and v not in worker_pids(gw), 30,
-                                   f"{whom} started again", gw.log_text)
-                return kills
-            except BaseException:
-                abort.set()
-                raise
+            for point, whom in zip(points, KILLS, strict=True):
+                if not load.wait_acknowledged(point, f"{point} messages acknowledged before killing {whom}"):
+                    return kills
+                kills.append({"whom": whom, "acknowledged": len(load.acked), "delivered": len(sink.messages)})
+                if whom == "supervisor":
+                    workers = worker_pids(gw)
+                    gw.kill()
+                    assert gw.proc is not None and gw.proc.returncode == -signal.SIGKILL
+                    wait_until(lambda w=workers: not any(pid_alive(p) for p in w), 10, "workers gone too")
+                    gw.start()
+                    starts += 1
+                    serving(gw, 2, starts=starts)
+                else:
+                    victim = worker_pid(gw, int(whom[-1]))
+                    os.kill(victim, signal.SIGKILL)
+                    wait_until(lambda v=victim: len(worker_pids(gw)) == 2 and v not in worker_pids(gw), 30,
+                               f"{whom} started again", gw.log_text)
+            return kills
 
-        ids = list(range(MESSAGES))
-        with ThreadPoolExecutor(max_workers=SESSIONS + 1, thread_name_prefix="load") as pool:
-            kill_future = pool.submit(killer)
-            futures = [pool.submit(session, ids[i::SESSIONS]) for i in range(SESSIONS)]
-            kills = kill_future.result(timeout=DEADLINE + 60)
-            sent = [f.result(timeout=DEADLINE + 60) for f in futures]
+        kills, sent = load.run(killer)
 
         assert [k["whom"] for k in kills] == list(KILLS), kills
         assert all(int(str(k["acknowledged"])) < MESSAGES for k in kills), kills
-        assert sum(sent) == len(acked) == MESSAGES
-        wait_until(lambda: acked <= {trace(m)[0] for m in list(sink.messages)}, 120,
-                   "every acknowledged message delivered", gw.log_text)
+        assert sum(sent) == len(load.acked) == MESSAGES
+        wait_until(lambda: load.delivered(sink.messages), 120, "every acknowledged message delivered", gw.log_text)
         wait_until(lambda: gw.cli_json("queue", "list") == [], 60, "queue drained")
         assert gw.stop() == 0
 
-        copies = Counter(trace(m) for m in sink.messages)
-        numbers = Counter(n for n, _qid in copies)
-        lost = sorted(acked - set(numbers))
-        intake_twice = {n: c for n, c in numbers.items() if c > 1}
-        unexplained = sorted(n for n in intake_twice if n not in resent)
-        delivered_twice = {f"{n}/{qid}": c for (n, qid), c in copies.items() if c > 1}
-        figures = {"messages": MESSAGES, "kills": kills, "resent_by_clients": len(resent),
-                   "delivered_total": sum(copies.values()), "lost": len(lost),
-                   "duplicates_rfc5321_6_1": sum(c - 1 for c in delivered_twice.values())}
-        (workdir / "kill_workers.json").write_text(json.dumps(figures, indent=2))
-        print("kill workers under load:", json.dumps(figures))
-        assert lost == []
-        assert unexplained == [], (unexplained, intake_twice)
-        assert figures["duplicates_rfc5321_6_1"] <= len(KILLS) * 20, delivered_twice
+        tally = load.tally(sink.messages)
+        result = figures(load, tally, kills=kills)
+        (workdir / "kill_workers.json").write_text(json.dumps(result, indent=2))
+        print("kill workers under load:", json.dumps(result))
+        assert tally.lost == []
+        assert tally.unexplained == [], (tally.unexplained, tally.intake_twice)
+        assert tally.rfc5321_duplicates <= len(KILLS) * 20, tally.delivered_twice

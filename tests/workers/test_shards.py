@@ -31,34 +31,30 @@ def view(base: Path, index: int = 1, count: int = 1) -> QueueBackend:
                       lambda path: SqliteQueue(path, history_days=HISTORY_DAYS))
 
 
-class TestWorkerOneView(QueueConformance):
+class WorkerView(QueueConformance):
+    """The conformance suite on the queue as worker ``index`` of ``count`` sees it."""
+
+    retention = HISTORY_DAYS * 86400.0
+    shares_store = True
+    index, count = 1, 2
+
+    @pytest.fixture
+    def make_queue(self, tmp_path: Path) -> QueueFactory:
+        return lambda: view(tmp_path / "queue.sqlite3", self.index, self.count)
+
+    @pytest.fixture
+    def make_full_queue(self, small_disk: Path) -> QueueFactory:
+        return lambda: view(small_disk / "queue.sqlite3", self.index, self.count)
+
+
+class TestWorkerOneView(WorkerView):
     """Worker 1 of 2: stores in its own file, reads both."""
 
-    retention = HISTORY_DAYS * 86400.0
-    shares_store = True
 
-    @pytest.fixture
-    def make_queue(self, tmp_path: Path) -> QueueFactory:
-        return lambda: view(tmp_path / "queue.sqlite3", 1, 2)
-
-    @pytest.fixture
-    def make_full_queue(self, small_disk: Path) -> QueueFactory:
-        return lambda: view(small_disk / "queue.sqlite3", 1, 2)
-
-
-class TestWorkerTwoView(QueueConformance):
+class TestWorkerTwoView(WorkerView):
     """Worker 2 of 2: its own file only."""
 
-    retention = HISTORY_DAYS * 86400.0
-    shares_store = True
-
-    @pytest.fixture
-    def make_queue(self, tmp_path: Path) -> QueueFactory:
-        return lambda: view(tmp_path / "queue.sqlite3", 2, 2)
-
-    @pytest.fixture
-    def make_full_queue(self, small_disk: Path) -> QueueFactory:
-        return lambda: view(small_disk / "queue.sqlite3", 2, 2)
+    index = 2
 
 
 def test_file_names() -> None:
