@@ -76,6 +76,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # socketserver's default backlog of 5 overflows when a busy gateway fetches at once
 
     def __init__(self, address: tuple[str, int], owner: HttpsPeer) -> None:
         self.owner = owner
