@@ -70,7 +70,8 @@ class Chain:
         try:
             result = impl.function(*[kwargs[name] for name in impl.argnames])
             if inspect.isawaitable(result):
-                result = await asyncio.wait_for(result, timeout)
+                async with asyncio.timeout(timeout):  # in this task: wait_for would start a task per call
+                    result = await result
             return result
         except SMTPError:
             raise

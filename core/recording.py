@@ -94,8 +94,8 @@ class Recorder:
         updates = [update_for(message, r, decisions.get(r.recipient), now, node) for r in results]
         await self.queue.record(message, updates, now, new_messages=notices)
         self._tell(message, results, decisions, notices, now)
-        if notices:
-            self.wake()
+        if notices or any(u.state is RecipientState.DEFERRED for u in updates):
+            self.wake()  # a report to send, or a recipient due again later: the scheduler looks at the queue
 
     def _tell(self, message: Message, results: list[RecipientResult], decisions: dict[str, Decision],
               notices: list[tuple[Message, bytes]], now: float) -> None:

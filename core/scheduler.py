@@ -65,6 +65,10 @@ class Scheduler:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._renewed = clock.now()
+        # As of the last look at the queue, nothing was due before this clock time (0: look again). Only a
+        # finished attempt wakes the loop without calling wake(); it then need not ask the queue again.
+        self._idle_until = 0.0
+        self._wakes = 0  # counts wake() calls: a look that a wake-up overtook is not trusted
 
     def _settings(self) -> DeliverySettings:
         return self.runtimes.current.settings.delivery
@@ -84,7 +88,14 @@ class Scheduler:
         """Look for due work now; ``force`` starts a run even outside the schedule."""
         if force:
             self.windows.force()
+        self._look_again()
         self._wake.set()
+
+    def _look_again(self) -> None:
+        """Something may be due now (a message stored, a run forced, an attempt recorded a deferral or was
+        cut short): the next pass asks the queue instead of trusting its last answer."""
+        self._idle_until = 0.0
+        self._wakes += 1
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="mailpipe-scheduler")
@@ -144,7 +155,11 @@ class Scheduler:
                     free = self._concurrency() - len(self.inflight)
                     # Claim in batches: under load, a claim per finished delivery would cost the queue
                     # one job each; waiting until a quarter of the slots is free costs little latency.
-                    if free >= max(1, self._concurrency() // 4) or not self.inflight:
+                    if now < self._idle_until:  # a finished attempt woke us; nothing in the queue is due yet
+                        if not self.inflight:
+                            self.windows.run_ended(now)
+                        timeout = self._timeout(now, self._idle_until)
+                    elif free >= max(1, self._concurrency() // 4) or not self.inflight:
                         started = await self.run_due(now)
                         if started < free:  # nothing more is due now: sleep until the next due time
                             if not started and not self.inflight:
@@ -165,7 +180,16 @@ class Scheduler:
             self._wake.clear()
 
     async def _sleep_time(self, now: float) -> float:
+        wakes = self._wakes
         nxt = await self.queue.next_due()
+        if wakes == self._wakes:  # no wake-up while the queue answered: trust the answer until then
+            # At most SAFETY_WAKE ahead: the loop still looks at the queue that often (mail made due by
+            # nobody's wake-up, e.g. a dead node's leases running out, is found as before).
+            self._idle_until = now + SAFETY_WAKE if nxt is None else min(nxt, now + SAFETY_WAKE)
+        return self._timeout(now, nxt)
+
+    def _timeout(self, now: float, nxt: float | None) -> float:
+        """How long the loop may sleep when the next recipient is due at ``nxt`` (None: none queued)."""
         timeout = SAFETY_WAKE if nxt is None else min(SAFETY_WAKE, max(0.0, nxt - now))
         if self.windows.waiting_for_window:
             window = self.windows.next_window(now)
@@ -225,10 +249,14 @@ class Scheduler:
         task.add_done_callback(lambda _t, mid=message.id: self._done(mid))
 
     async def _attempt(self, message: Message) -> None:
+        finished = False
         try:
             await self.delivery.attempt(self.runtimes.current, message)
+            finished = True
         finally:
             await asyncio.shield(self.queue.release(message.id, self.owner))
+            if not finished:  # cut short: the release made its unrecorded recipients due now
+                self._look_again()
 
     def _done(self, message_id: str) -> None:
         self.inflight.pop(message_id, None)

@@ -17,6 +17,7 @@ import aiosmtplib
 from mailpipe.core.errors import Reply
 from mailpipe.core.message import Message, Outcome, RecipientResult
 
+from .data import send_data
 from .replies import reply_for
 from .session import Session
 
@@ -89,7 +90,7 @@ async def send(
             await client.rset()
         return finish()
     try:
-        response = await client.data(data)
+        response = await send_data(client, data)
         reply = Reply.parse(response.code, response.message)
         final = Reply(reply.code, reply.enhanced, f"{host} said: {reply.text}")
     except aiosmtplib.SMTPResponseException as exc:

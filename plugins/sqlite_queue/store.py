@@ -65,11 +65,11 @@ class SqliteQueue(CollectedMail, SqliteKeyValue, SqliteCounters, SqlAdminReads, 
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _run(self, fn: Callable[[sqlite3.Connection], Any], *, write: bool = False,
-                   durable: bool = True, hot: bool = False) -> Any:
+                   durable: bool = True, hot: bool = False, patient: bool = False) -> Any:
         if self._worker is None:
             raise QueueError("queue is not open")
         try:
-            return await self._worker.submit(fn, write=write, durable=durable, hot=hot)
+            return await self._worker.submit(fn, write=write, durable=durable, hot=hot, patient=patient)
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
 
@@ -138,7 +138,7 @@ class SqliteQueue(CollectedMail, SqliteKeyValue, SqliteCounters, SqlAdminReads, 
         attributes = self._claims.changed_attributes(message)
         finished = await self._run(partial(delivery.record, message=message, updates=list(updates), now=now,
                                            new_messages=list(new_messages or []), attributes=attributes),
-                                   write=True)
+                                   write=True, patient=True)
         self._claims.recorded(message.id, attributes, finished)
 
     async def next_due(self) -> float | None:

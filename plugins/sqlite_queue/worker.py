@@ -2,9 +2,10 @@
 
 Every write job that is waiting when the thread finishes a commit goes into
 the next transaction, so many messages that finished DATA at about the same
-time share one fsync (group commit). Each job runs in its own savepoint: one
-failing job does not undo the others. Results go back to the asyncio loop of
-the caller.
+time share one fsync (group commit). Each job of a group runs in its own savepoint:
+one failing job does not undo the others (a group of one job, the common case with
+one client sending, needs none: two statements less per commit). Results go back to
+the asyncio loop of the caller.
 
 Writes nobody waits for (events: ``submit_nowait``) do not make a transaction of
 their own: they ride along with the next group (a message stored, an attempt
@@ -12,6 +13,12 @@ recorded), and are committed by themselves only when no group came for
 ``BACKGROUND_DELAY`` seconds, or before a read that may want to see them (every
 read but the delivery path's own: ``hot``). A message delivered thus costs one
 commit, not two.
+
+Writes whose caller can wait a moment (``patient``: an attempt's record, which no SMTP
+client waits for) give the next urgent write (a message being stored, whose client waits
+for its ``250``) up to ``PATIENCE`` seconds to join their group. With one client sending,
+the record of one message and the store of the next thus share a commit, and the store
+never queues behind a commit of records that started just before it.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ Job = Callable[[sqlite3.Connection], Any]
 MAX_GROUP = 512
 BACKGROUND_DELAY = 0.05
 """Seconds a write nobody waits for (an event) may wait for a group to ride along with."""
+PATIENCE = 0.003
+"""Seconds a patient write (an attempt's record) may wait for an urgent one to share its commit."""
 
 
 @dataclass
@@ -42,6 +51,7 @@ class _Work:
     loop: asyncio.AbstractEventLoop | None
     durable: bool = True
     hot: bool = False  # a read of the delivery path: it need not see the background writes
+    patient: bool = False  # a write that may wait up to PATIENCE for an urgent one to join its group
 
 
 _STOP = object()
@@ -69,7 +79,8 @@ class DbWorker:
             self._jobs.put(_STOP)
             self._thread.join()
 
-    def submit(self, fn: Job, *, write: bool, durable: bool = True, hot: bool = False) -> asyncio.Future[Any]:
+    def submit(self, fn: Job, *, write: bool, durable: bool = True, hot: bool = False,
+               patient: bool = False) -> asyncio.Future[Any]:
         """Queue a job; the returned future resolves in the caller's loop.
 
         A ``durable`` write is on stable storage when the future resolves (its
@@ -78,11 +89,12 @@ class DbWorker:
         loss; it is for bookkeeping that start-up recovery rebuilds anyway
         (leases, events). A group with any durable job is committed durably.
         A ``hot`` read (the delivery path's: due times, bodies) does not wait for
-        the background writes to be committed first.
+        the background writes to be committed first. A ``patient`` write may wait up
+        to ``PATIENCE`` for an urgent write to share its commit (see the module's text).
         """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._jobs.put(_Work(fn, write, fut, loop, durable, hot))
+        self._jobs.put(_Work(fn, write, fut, loop, durable, hot, patient))
         return fut
 
     def submit_nowait(self, fn: Job) -> None:
@@ -127,15 +139,21 @@ class DbWorker:
                     background.append(item)
                     continue
                 group, deferred_reads, stop = [item], [], False
+                patient_until = time.monotonic() + PATIENCE if item.patient else None
                 while len(group) < MAX_GROUP:
                     try:
-                        more = self._jobs.get_nowait()
+                        if patient_until is None:
+                            more = self._jobs.get_nowait()
+                        else:  # only patient writes so far: give an urgent one a moment to join
+                            more = self._jobs.get(timeout=max(0.0, patient_until - time.monotonic()))
                     except queue.Empty:
                         break
                     if more is _STOP:
                         stop = True
                         break
                     (group if more.write else deferred_reads).append(more)
+                    if not more.write or not (more.patient or more.future is None):
+                        patient_until = None  # an urgent write or a read: commit now (events ride along)
                 self._commit_group(conn, [*background, *group])
                 background = []
                 for read in deferred_reads:
@@ -164,6 +182,9 @@ class DbWorker:
             for work in group:
                 self._finish(work, None, exc)
             return
+        if len(group) == 1:
+            self._commit_one(conn, group[0])
+            return
         for work in group:
             conn.execute("SAVEPOINT job")
             result, error = self._attempt(conn, work)
@@ -186,6 +207,19 @@ class DbWorker:
             outcomes = [(None, exc)] * len(group)
         for work, (result, error) in zip(group, outcomes, strict=True):
             self._finish(work, result, error)
+
+    def _commit_one(self, conn: sqlite3.Connection, work: _Work) -> None:
+        """A group of one job needs no savepoint: a failing job is rolled back with its transaction."""
+        result, error = self._attempt(conn, work)
+        try:
+            conn.execute("COMMIT" if error is None else "ROLLBACK")
+        except sqlite3.Error as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            result, error = None, exc if error is None else error
+        self._finish(work, result, error)
 
     @staticmethod
     def _finish(work: _Work, result: Any, error: BaseException | None) -> None:
