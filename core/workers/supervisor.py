@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -105,15 +106,21 @@ async def check_listen(config: LoadedConfig) -> None:
 
     The workers bind with ``SO_REUSEPORT``, which would let them share a port with another
     program's socket that also set it; this check, without it, refuses a port already in use.
+    It binds without listening, so no client can connect before a worker serves.
     """
     loop = asyncio.get_running_loop()
     for spec in config.settings.listen:
         try:
-            server = await loop.create_server(asyncio.Protocol, spec.host, spec.port, reuse_address=True)
+            infos = await loop.getaddrinfo(spec.host or None, spec.port, type=socket.SOCK_STREAM,
+                                           flags=socket.AI_PASSIVE)
+            for family, kind, proto, _name, address in infos:
+                with socket.socket(family, kind, proto) as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    if family == socket.AF_INET6:
+                        probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    probe.bind(address)
         except OSError as exc:
             raise ConfigError(f"listen {spec.address}: cannot listen: {exc.strerror or exc}") from exc
-        server.close()
-        await server.wait_closed()
 
 
 class Supervisor:
