@@ -36,6 +36,9 @@ from mailpipe.core.message import Message
 from mailpipe.core.queue import (
     Attempt,
     CollectionLedger,
+    CounterRefusal,
+    CounterRequest,
+    CounterUse,
     KeyValueStore,
     MessageDetail,
     MessageRecord,
@@ -44,6 +47,7 @@ from mailpipe.core.queue import (
     QueueStats,
     QueueTransfer,
     RecipientUpdate,
+    SharedCounters,
     StoreAndClaim,
     TransferCounts,
 )
@@ -99,12 +103,13 @@ def _merged(lists: Iterable[list[T]], key: Callable[[T], Any], limit: int, newes
     return rows[-limit:] if newest and limit else rows[:limit]
 
 
-class ShardedQueue(CollectionLedger, KeyValueStore, StoreAndClaim, QueueBackend, QueueTransfer):
+class ShardedQueue(CollectionLedger, KeyValueStore, SharedCounters, StoreAndClaim, QueueBackend, QueueTransfer):
     """The queue of one worker over the worker files (see the module's text); ``shards`` by worker number.
 
     ``own`` is where new mail and events go, ``delivering`` the files this worker claims from,
     ``primary`` whether chores that run once run here; ``kv`` makes worker 1's file for the
-    key-value face when this worker does not read it anyway.
+    key-value face and the sending limits' counters (both shared by every worker) when this
+    worker does not read it anyway.
     """
 
     def __init__(self, shards: dict[int, SqliteQueue], *, own: int, delivering: list[int], primary: bool,
@@ -323,6 +328,20 @@ class ShardedQueue(CollectionLedger, KeyValueStore, StoreAndClaim, QueueBackend,
     async def kv_items(self, namespace: str, prefix: str = "") -> dict[str, str]:
         """A plugin's values starting with ``prefix``."""
         return await (await self._kv_queue()).kv_items(namespace, prefix)
+
+    # -- shared counters (worker 1's file: one count for every worker) -----------------------------
+
+    async def take(self, requests: list[CounterRequest], now: float) -> CounterRefusal | None:
+        """The sending limits' counters, in worker 1's file, so a limit holds for the whole gateway."""
+        return await (await self._kv_queue()).take(requests, now)
+
+    async def give_back(self, requests: list[CounterRequest], taken_at: float) -> None:
+        """Uncount a transaction that sent nothing after all (worker 1's file)."""
+        await (await self._kv_queue()).give_back(requests, taken_at)
+
+    async def usage(self, now: float) -> list[CounterUse]:
+        """Every limit's use now, as counted in worker 1's file."""
+        return await (await self._kv_queue()).usage(now)
 
     # -- collection ledger (this worker's file) ----------------------------------------------------
 

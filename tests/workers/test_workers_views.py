@@ -79,3 +79,20 @@ def test_two_workers_on_one_postgres_queue_deliver_every_message_once(mailpipe_f
     assert sorted(e["data"].get("worker") for e in started) == [1, 2]
     assert not list((gw.config_path.parent).rglob("queue*.sqlite3")), "no sqlite file with a postgres queue"
     assert gw.stop() == 0
+
+
+def test_a_sending_limit_holds_for_every_worker_together(mailpipe_factory, sink) -> None:
+    """``limits`` of 3 per hour on the smarthost, 8 messages accepted by both workers: 3 are delivered in all
+    (the counters live in worker 1's file, shared by both), the rest wait with the limit's reply."""
+    config = relay_config(sink)
+    config["chain"][0]["smarthost"]["limits"] = [{"per": "account", "max": 3, "every": "1h"}]
+    gw = mailpipe_factory(config).start()
+    serving(gw, 2)
+    send_many(gw, 8, "limited")
+    wait_until(lambda: len(gw.cli_json("queue", "list", "--state", "deferred")) == 5, 30, "5 waiting", gw.log_text)
+    assert all(n > 0 for n in queue_files(gw).values()), queue_files(gw)
+    assert len(sink.messages) == 3
+    for row in gw.cli_json("queue", "list", "--state", "deferred"):
+        reply = gw.cli_json("queue", "show", row["id"])["recipients"][0]["last_reply"]
+        assert reply.startswith("451 4.7.0 limit 3/h for "), reply
+    assert gw.stop() == 0
