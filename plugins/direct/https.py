@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import http.client
 import io
+import logging
 import ssl
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from mailpipe.plugins.outbound.replies import OutboundError, short
 from .hosts import connect_first, interleave
 from .mx import MxResolver
 
+log = logging.getLogger("mailpipe.plugins.direct.https")
 HEADER_ALLOWANCE = 16 * 1024  # bytes of status line and headers on top of the body limit
 
 
@@ -75,15 +77,23 @@ class HttpsClient:
             raise HttpsError(f"{url}: cannot resolve {host}: {short(exc)}") from exc
         if not addresses:
             raise HttpsError(f"{url}: {host} has no address" + (f" ({short(errors[0])})" if errors else ""))
-        try:
-            sock, _ = await connect_first(host, interleave(addresses), port, timeout=self.timeout)
-        except OutboundError as exc:
-            raise HttpsError(f"{url}: {exc.reply.text}") from exc
-        try:
-            reader, writer = await asyncio.open_connection(sock=sock, ssl=self.context, server_hostname=host)
-        except (ssl.SSLError, OSError) as exc:  # asyncio's transport closes the socket
-            certificate = isinstance(exc, ssl.SSLCertVerificationError)
-            raise HttpsError(f"{url}: TLS failed: {short(exc)}", certificate=certificate) from exc
+        for tries_left in (1, 0):  # a connection refused or cut during the handshake is tried once more
+            try:
+                sock, _ = await connect_first(host, interleave(addresses), port, timeout=self.timeout)
+            except OutboundError as exc:
+                if tries_left:  # (the request's own time-out bounds both tries)
+                    log.info("%s: %s: trying once more", url, exc.reply.text)
+                    continue
+                raise HttpsError(f"{url}: {exc.reply.text}") from exc
+            try:
+                reader, writer = await asyncio.open_connection(sock=sock, ssl=self.context, server_hostname=host)
+                break
+            except (ssl.SSLError, OSError) as exc:  # asyncio's transport closes the socket
+                certificate = isinstance(exc, ssl.SSLCertVerificationError)
+                if tries_left and not certificate and isinstance(exc, (ConnectionError, ssl.SSLEOFError)):
+                    log.info("%s: connection cut during the TLS handshake (%s): trying once more", url, short(exc))
+                    continue
+                raise HttpsError(f"{url}: TLS failed: {short(exc)}", certificate=certificate) from exc
         try:
             lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", f"User-Agent: {self.user_agent}",
                      "Connection: close", "Accept: */*", *(f"{k}: {v}" for k, v in headers.items())]
