@@ -25,7 +25,7 @@ from mailpipe.plugins.outbound.pool import ConnectionPool, Opener, PoolKey
 from mailpipe.plugins.outbound.replies import OutboundError, none_usable
 from mailpipe.plugins.outbound.session import ClientSettings, open_session
 from mailpipe.plugins.outbound.tls import TlsPolicy
-from mailpipe.plugins.outbound.transaction import reusable, send
+from mailpipe.plugins.outbound.transaction import send_pooled
 
 from .hosts import connect_first, interleave
 from .mx import MxHost
@@ -69,20 +69,16 @@ async def attempt(
             log.info("%s: %s for %s: %s; trying the next MX host", message.id, host.name, route, hs.refusal)
             continue
         try:
-            session = await pool.acquire(PoolKey(host.name, dialing.port, hs.tls), dialing.open(host, hs.tls))
+            session, results = await send_pooled(
+                pool, PoolKey(host.name, dialing.port, hs.tls), dialing.open(host, hs.tls), message, recipients, data,
+                route=route, opened=functools.partial(outcomes.opened, domain, hs, message_id=message.id))
         except OutboundError as exc:
             outcomes.not_opened(domain, hs, exc, message.id)
             reply = tagged(exc.reply, tls_note(hs))
             failures.append((host.name, reply))
             log.info("%s: %s for %s: %s; trying the next MX host", message.id, host.name, route, reply)
             continue
-        outcomes.opened(domain, hs, session, message.id)
         note = tls_note(hs, session)
-        results: list[RecipientResult] = []
-        try:
-            results = await send(session, message, recipients, data, route=route)
-        finally:
-            pool.release(session, reusable=reusable(results))
         for r in results:
             r.reply = tagged(r.reply, note)
         if not all(r.outcome is Outcome.TEMPORARY for r in results):

@@ -2,8 +2,11 @@
 
 Sessions are kept per ``PoolKey`` (destination, port, TLS policy, login
 identity): only messages with the same key share one. A session is taken for
-one message and given back afterwards; before it is used again it gets RSET
-(bounded by ``probe_timeout``), which also shows it is still alive. At most
+one message and given back afterwards. A kept session is handed out marked
+``probe``: its next transaction opens with RSET (answered within ``probe_timeout``) (in the same write as MAIL,
+RCPT and DATA when the server pipelines, ``transaction.send``), which also shows
+it is still alive; one the server closed meanwhile is dropped and the next taken
+(``transaction.send_pooled``). At most
 ``max_connections`` sessions exist at once (busy, idle and opening); at the cap
 an idle session of another key is closed to make room, else the caller waits.
 A session is closed after ``max_messages`` messages, after ``idle_timeout``
@@ -78,14 +81,14 @@ class ConnectionPool:
         return self._reused
 
     async def acquire(self, key: PoolKey, open_new: Opener) -> Session:
-        """A session for ``key``: a kept one that answered RSET, else a new one from ``open_new``.
+        """A session for ``key``: a kept one (with ``probe`` set), else a new one from ``open_new``.
 
         Called by the delivery plugins before each transaction; waits while the
         pool is at its cap. Exceptions of ``open_new`` pass through (its place
         under the cap is given back).
         """
         while True:
-            session = await self._take_idle(key)
+            session = self._take_idle(key)
             if session is not None:
                 self._reused += 1
                 return session
@@ -125,20 +128,15 @@ class ConnectionPool:
         if self._closing:
             await asyncio.wait(self._closing, timeout=self.probe_timeout)
 
-    async def _take_idle(self, key: PoolKey) -> Session | None:
+    def _take_idle(self, key: PoolKey) -> Session | None:
         while idle := self._idle.get(key):
             session = idle[-1]  # the most recently used
             self._unidle(session)
-            alive = False
-            try:
-                await session.client.rset(timeout=self.probe_timeout)
-                alive = True
-                return session
-            except Exception:  # noqa: BLE001 - closed by the server while idle, timed out: try another
+            if not session.client.is_connected:  # the server's close already arrived
+                self._discard(session)
                 continue
-            finally:
-                if not alive:  # cancelled while probing included
-                    self._discard(session)
+            session.probe = self.probe_timeout
+            return session
         return None
 
     def _evict_other(self, key: PoolKey) -> bool:

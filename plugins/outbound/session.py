@@ -60,7 +60,8 @@ class Session:
     ``verdict`` the policy's ``check`` on the server's chain (None without a
     check), ``tls_error`` why an opportunistic session runs in plain text after
     a failed handshake. ``key``, ``messages``, ``idle_since`` and ``expiry`` are
-    kept by the connection pool.
+    kept by the connection pool; so is ``probe``: set on a kept session the pool hands out
+    unprobed, the seconds the RSET that opens its next transaction may take (``transaction``).
     """
 
     client: aiosmtplib.SMTP
@@ -75,6 +76,7 @@ class Session:
     messages: int = 0
     idle_since: float = field(default_factory=time.monotonic)
     expiry: asyncio.TimerHandle | None = None
+    probe: float | None = None
 
     async def quit(self) -> None:
         """QUIT when possible, close in any case (raises only when cancelled)."""

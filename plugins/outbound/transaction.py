@@ -9,17 +9,32 @@ final outcome.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import re
 import time
+from collections.abc import Callable
 
 import aiosmtplib
+from aiosmtplib.email import quote_address
 
 from mailpipe.core.errors import Reply
 from mailpipe.core.message import Message, Outcome, RecipientResult
 
-from .data import send_data
+from .data import dot_stuffed, send_data
+from .pipelining import Pipeline
+from .pool import ConnectionPool, Opener, PoolKey
 from .replies import reply_for
 from .session import Session
+
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
+"""An address that aiosmtplib's quoting would give back as it is (the common case: no need to parse it)."""
+
+
+class StaleSession(Exception):
+    """A kept session said nothing to the RSET that opened its next transaction: the server had closed it
+    while it was idle (or answered it with other than 2xx). Nothing was sent; the caller drops the session
+    and takes another (``send_pooled``)."""
 
 
 def mail_options(client: aiosmtplib.SMTP, message: Message, size: int) -> list[str] | Reply:
@@ -42,13 +57,46 @@ def reusable(results: list[RecipientResult]) -> bool:
     return bool(results) and not any(r.reply.code == 421 or r.reply.enhanced == "4.4.2" for r in results)
 
 
+async def send_pooled(
+    pool: ConnectionPool, key: PoolKey, open_new: Opener, message: Message, recipients: list[str], data: bytes, *,
+    route: str, opened: Callable[[Session], None] | None = None,
+) -> tuple[Session, list[RecipientResult]]:
+    """One transaction on a session of ``pool`` for ``key``; the session used (given back) and the results.
+
+    Called by the delivery plugins. ``open_new`` opens a session when no kept one is
+    idle (its exceptions pass through: the caller maps them); ``opened`` is told of each
+    session taken, before it is used. A kept session found closed by the server (no reply to
+    the RSET that opens its transaction) is dropped and the next one taken: at most every
+    idle session once, then a new one, which is never stale.
+    """
+    while True:
+        session = await pool.acquire(key, open_new)
+        if opened is not None:
+            opened(session)
+        results: list[RecipientResult] = []
+        try:
+            results = await send(session, message, recipients, data, route=route)
+        except StaleSession:
+            continue  # given back unusable (no results) in the finally clause
+        except asyncio.CancelledError:
+            # Cut in the middle of the transaction (shutdown grace over): drop the connection at once.
+            # A QUIT would wait behind the unanswered command, up to the timeout, and hold up the exit.
+            session.client.close()
+            raise
+        finally:
+            pool.release(session, reusable=reusable(results))
+        return session, results
+
+
 async def send(
     session: Session, message: Message, recipients: list[str], data: bytes, *, route: str,
 ) -> list[RecipientResult]:
     """Run MAIL, RCPT for each recipient, DATA on ``session``; return one result per recipient.
 
-    Called by the delivery plugins' ``deliver``; ``route`` is the label the
-    results carry. Never raises for the server's sake: every failure is an outcome.
+    Called by ``send_pooled`` (and tests); ``route`` is the label the results carry. Never
+    raises for the server's sake: every failure is an outcome, except that a kept session
+    (``session.probe``) with no answer to its opening RSET raises ``StaleSession``.
+    With a server that offers PIPELINING, [RSET,] MAIL, every RCPT and DATA go in one write.
     """
     client, host, addr = session.client, session.peer, session.address
     started = time.monotonic()
@@ -68,6 +116,19 @@ async def send(
     if isinstance(opts, Reply):
         return fail_rest(opts)
     encoding = "utf-8" if "SMTPUTF8" in opts else "ascii"
+    if client.supports_extension("pipelining"):
+        pipelined = _pipelined_commands(message.sender, recipients, opts, encoding, rset=session.probe is not None)
+        payload = dot_stuffed(data)
+        if pipelined is not None and payload is not None:
+            return await _send_pipelined(session, recipients, pipelined, payload, results, finish, fail_rest)
+    if session.probe is not None:  # a kept session of a server that does not pipeline: probe it on its own
+        try:
+            await client.rset(timeout=session.probe)
+        except Exception as exc:  # noqa: BLE001 - closed while idle, timed out: not this session
+            client.close()
+            raise StaleSession(str(exc)) from exc
+        finally:
+            session.probe = None
     try:
         await client.mail(message.sender, options=opts, encoding=encoding)
     except aiosmtplib.SMTPResponseException as exc:
@@ -97,6 +158,101 @@ async def send(
         final = reply_for(exc, "DATA", host)
     except Exception as exc:  # noqa: BLE001 - no reply to the final dot: not delivered
         final = reply_for(exc, "DATA", host)
+    if final.code != 250 and 200 <= final.code < 300:
+        final = Reply(451, "4.5.0", f"{host} answered the final dot with {final}")
+    for rcpt in accepted:
+        results[rcpt] = final
+    return finish()
+
+
+def _pipelined_commands(sender: str, recipients: list[str], opts: list[str], encoding: str, *,
+                        rset: bool) -> bytes | None:
+    """``[RSET] MAIL FROM, RCPT TO..., DATA`` as one write, worded as aiosmtplib words them.
+
+    None when an address needs what only aiosmtplib's own commands do (a parse error, a line
+    break, a character the encoding cannot carry): ``send`` then takes the step-by-step path,
+    which reports it as before.
+    """
+    try:
+        addresses = [a if _PLAIN_ADDRESS.fullmatch(a) else quote_address(a)[1:-1] for a in (sender, *recipients)]
+        if any("\r" in a or "\n" in a for a in addresses):
+            return None
+        lines = [b"RSET"] if rset else []
+        lines.append(b" ".join([b"MAIL FROM:<" + addresses[0].encode(encoding) + b">",
+                                *(o.encode("ascii") for o in opts)]))
+        lines.extend(b"RCPT TO:<" + a.encode(encoding) + b">" for a in addresses[1:])
+        lines.append(b"DATA")
+    except (ValueError, UnicodeError):
+        return None
+    return b"\r\n".join(lines) + b"\r\n"
+
+
+async def _send_pipelined(session: Session, recipients: list[str], commands: bytes, payload: bytes,
+                          results: dict[str, Reply], finish, fail_rest) -> list[RecipientResult]:  # noqa: ANN001
+    """The transaction with its commands pipelined (RFC 2920): one write, the replies read in order.
+
+    A kept session opens with RSET in the same write: no reply to it (within ``session.probe``)
+    means the server had closed the session while it was idle (``StaleSession``, nothing was
+    sent). The server's replies map to outcomes exactly as in the step-by-step path; a 354 to
+    DATA when no recipient was taken is answered with a lone dot (RFC 2920 3.1).
+    """
+    client, host = session.client, session.peer
+    step = "MAIL FROM"
+    probe, session.probe = session.probe, None
+    try:
+        with Pipeline(client) as pipe:
+            try:
+                pipe.write(commands)
+                if probe is not None:
+                    step = "RSET"
+                    rset = await pipe.reply(timeout=probe)
+                    if not 200 <= rset.code < 300:
+                        raise StaleSession(f"{rset.code} {rset.message}")
+            except aiosmtplib.SMTPTimeoutError as exc:  # a firewall forgot the idle connection, say
+                if probe is not None:
+                    raise StaleSession(str(exc)) from exc
+                raise
+            except aiosmtplib.SMTPServerDisconnected as exc:
+                if probe is not None and not pipe.received:
+                    raise StaleSession(str(exc)) from exc
+                raise
+            step = "MAIL FROM"
+            mail = await pipe.reply()
+            accepted: list[str] = []
+            step = "RCPT TO"
+            for rcpt in recipients:
+                reply = await pipe.reply()
+                if mail.code == 250 and reply.code in (250, 251):
+                    accepted.append(rcpt)
+                elif mail.code == 250:
+                    results[rcpt] = reply_for(aiosmtplib.SMTPResponseException(reply.code, reply.message),
+                                              "RCPT TO", host)
+            step = "DATA"
+            start = await pipe.reply()
+            if mail.code != 250 or not accepted:
+                if start.code == 354:  # the server wants a message nobody will send: end it at once
+                    pipe.write(b".\r\n")
+                    await pipe.reply()
+                if mail.code != 250:
+                    return fail_rest(reply_for(aiosmtplib.SMTPResponseException(mail.code, mail.message),
+                                               "MAIL FROM", host))
+                return finish()
+            if start.code != 354:
+                final = reply_for(aiosmtplib.SMTPDataError(start.code, start.message), "DATA", host)
+            else:
+                pipe.write(payload)
+                end = await pipe.reply()
+                if end.code != 250:
+                    final = reply_for(aiosmtplib.SMTPDataError(end.code, end.message), "DATA", host)
+                else:
+                    reply = Reply.parse(end.code, end.message)
+                    final = Reply(reply.code, reply.enhanced, f"{host} said: {reply.text}")
+    except StaleSession:
+        client.close()
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of the connection: no final outcome for the rest
+        client.close()
+        return fail_rest(reply_for(exc, step, host))
     if final.code != 250 and 200 <= final.code < 300:
         final = Reply(451, "4.5.0", f"{host} answered the final dot with {final}")
     for rcpt in accepted:

@@ -28,7 +28,7 @@ from mailpipe.plugins.outbound.pool import ConnectionPool, PoolKey
 from mailpipe.plugins.outbound.replies import OutboundError
 from mailpipe.plugins.outbound.session import ClientSettings, Login, Session
 from mailpipe.plugins.outbound.tls import TlsPolicy
-from mailpipe.plugins.outbound.transaction import reusable, send
+from mailpipe.plugins.outbound.transaction import send_pooled
 
 from .alerts import Alerts
 from .auth import LoginFailed, smtp_login
@@ -58,7 +58,7 @@ class SmarthostPlugin(Plugin):
         opts = self.opts
         self.timeout = opts.timeout or context.settings.delivery.timeout
         self.pool = ConnectionPool(max_connections=opts.max_connections, max_messages=opts.max_messages_per_connection,
-                                   idle_timeout=opts.idle_timeout, probe_timeout=self.timeout)
+                                   idle_timeout=opts.idle_timeout, probe_timeout=min(self.timeout, 10.0))
         self.pop_logins = PopLogins(opts.auth.pop_login_window, context.clock.now)
         self.alerts = Alerts(context)
         self.oauth = OAuth2Logins(context, opts.auth, context.settings.accounts, self.alerts, self.timeout)
@@ -336,26 +336,20 @@ class SmarthostPlugin(Plugin):
                     identity: tuple[str, ...], label: str) -> list[RecipientResult]:
         """One transaction for ``recipients`` on a pooled connection under ``credentials``."""
         key = PoolKey(self.destination(), 0, self.session_settings.tls, identity)
+
+        def opened(_session: object) -> None:
+            if credentials.needs_auth and self.alerts.clear("smarthost.login_failed", credentials.label):
+                self.context.emit("smarthost.login_ok", f"smarthost login as {credentials.username} works again",
+                                  login=credentials.username)
+
         try:
-            session = await self.pool.acquire(key, functools.partial(self._open_for, identity, credentials))
+            _, results = await send_pooled(self.pool, key, functools.partial(self._open_for, identity, credentials),
+                                           message, recipients, await message.body(), route=label, opened=opened)
         except LoginFailed as exc:
             reply = self._login_failed(credentials, identity, exc)
             return RecipientResult.for_all(recipients, reply, route=label)
         except OutboundError as exc:
             return RecipientResult.for_all(recipients, exc.reply, remote_host=exc.host, route=label)
-        if credentials.needs_auth and self.alerts.clear("smarthost.login_failed", credentials.label):
-            self.context.emit("smarthost.login_ok", f"smarthost login as {credentials.username} works again",
-                              login=credentials.username)
-        results: list[RecipientResult] = []
-        try:
-            results = await send(session, message, recipients, await message.body(), route=label)
-        except asyncio.CancelledError:
-            # Cut in the middle of the transaction (shutdown grace over): drop the connection at once.
-            # A QUIT would wait behind the unanswered command, up to the timeout, and hold up the exit.
-            session.client.close()
-            raise
-        finally:
-            self.pool.release(session, reusable=reusable(results))
         return [self._auth_required(r, credentials) for r in results]
 
     def _basic_auth_refused(self, credentials: Credentials, reply: Reply) -> bool:

@@ -75,7 +75,9 @@ class SinkBehaviour:
     ``hold_data``: when given, the final dot is answered only once this event is
     set (a client that goes away meanwhile gets nothing, and nothing is kept).
     ``ehlo``: the reply to EHLO and HELO instead of a greeting (e.g. a server
-    that turns the client's name away with 5xx).
+    that turns the client's name away with 5xx). ``pipelining``: EHLO offers
+    PIPELINING (RFC 2920), as every common MTA does (aiosmtpd reads pipelined
+    commands in order but does not say so itself); false for a server that does not.
     """
 
     rcpt: dict[str, str] = field(default_factory=dict)
@@ -84,6 +86,7 @@ class SinkBehaviour:
     data_delay: float = 0.0
     hold_data: threading.Event | None = None
     ehlo: str | None = None
+    pipelining: bool = True
 
 
 class _Handler:
@@ -95,6 +98,8 @@ class _Handler:
         if self.sink.behaviour.ehlo:
             return [self.sink.behaviour.ehlo]
         session.host_name = hostname
+        if self.sink.behaviour.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
     async def handle_HELO(self, server, session, envelope, hostname):  # noqa: ANN001
