@@ -24,6 +24,8 @@ MAX_LINE = 8192
 """Longest reply line taken (aiosmtplib's own limit)."""
 MAX_PENDING = MAX_LINE * 4
 """Most bytes of one unfinished reply kept (aiosmtplib's own limit)."""
+MAX_UNREAD = 1000
+"""Most replies kept that nobody has asked for yet (a server flooding replies is cut off)."""
 INVALID = SMTPStatus.invalid_response.value
 """The code aiosmtplib gives a reply that is not SMTP (mapped to a temporary failure)."""
 
@@ -43,6 +45,8 @@ class _Reader(asyncio.BaseProtocol):
 
     def data_received(self, data: bytes) -> None:
         self.received = True
+        if self.error is not None:
+            return  # out of step already: nothing more is read
         self.buffer += data
         try:
             self._parse()
@@ -97,6 +101,8 @@ class _Reader(asyncio.BaseProtocol):
                 return
             self.replies.append(SMTPResponse(code, b"\n".join(lines).decode("utf-8", "surrogateescape")))
             del buf[:offset]
+            if len(self.replies) > MAX_UNREAD:
+                raise aiosmtplib.SMTPResponseException(INVALID, "Too many replies")
 
 
 class Pipeline:
