@@ -55,6 +55,8 @@ def test_serve_logs_the_warnings_and_runs(tmp_path: Path) -> None:
     gw = MailpipeProcess(tmp_path / "gw", config)
     with gw:
         wait_until(lambda: "gateway.started" in gw.log_text(), 10, "the startup line")
-        assert "WARNING mailpipe.serve:" in gw.log_text()
+        # The warnings follow the start (with workers: once every worker has started), not before it.
+        wait_until(lambda: "WARNING mailpipe.serve:" in gw.log_text(), 10, "the check warnings in the log",
+                   gw.log_text)
         assert "chain[1] smarthost never sees any mail: chain[0] direct routes every recipient" in gw.log_text()
     assert gw.proc is not None and gw.proc.returncode == 0
