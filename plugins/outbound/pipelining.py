@@ -39,7 +39,6 @@ class _Reader(asyncio.BaseProtocol):
         self.replies: collections.deque[SMTPResponse] = collections.deque()
         self.error: Exception | None = None  # what ended the reading (lost connection, malformed reply)
         self.lost = False
-        self.inner_told = False
         self.received = False
         self.wake: asyncio.Future[None] | None = None
 

@@ -2,11 +2,11 @@
 
 Sessions are kept per ``PoolKey`` (destination, port, TLS policy, login
 identity): only messages with the same key share one. A session is taken for
-one message and given back afterwards. A kept session is handed out marked
-``probe``: its next transaction opens with RSET (answered within ``probe_timeout``) (in the same write as MAIL,
-RCPT and DATA when the server pipelines, ``transaction.send``), which also shows
-it is still alive; one the server closed meanwhile is dropped and the next taken
-(``transaction.send_pooled``). At most
+one message and given back afterwards. A kept session is handed out with
+``probe`` set: its next transaction opens with RSET, to be answered within
+``probe_timeout`` (in the same write as MAIL, RCPT and DATA when the server
+pipelines, ``transaction.send``), which also shows it is still alive; one the
+server closed meanwhile is dropped and the next taken (``transaction.send_pooled``). At most
 ``max_connections`` sessions exist at once (busy, idle and opening); at the cap
 an idle session of another key is closed to make room, else the caller waits.
 A session is closed after ``max_messages`` messages, after ``idle_timeout``

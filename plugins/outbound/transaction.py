@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import aiosmtplib
 from aiosmtplib.email import quote_address
+from aiosmtplib.response import SMTPResponse
 
 from mailpipe.core.errors import Reply
 from mailpipe.core.message import Message, Outcome, RecipientResult
@@ -88,6 +89,50 @@ async def send_pooled(
         return session, results
 
 
+class _Outcomes:
+    """The reply for each recipient of one transaction, filled in as the server answers (both paths of ``send``)."""
+
+    def __init__(self, session: Session, recipients: list[str], route: str) -> None:
+        self.session = session
+        self.recipients = recipients
+        self.route = route
+        self.started = time.monotonic()
+        self.replies: dict[str, Reply] = {}
+
+    def finish(self) -> list[RecipientResult]:
+        """One result per recipient (each must have its reply by now)."""
+        spent = time.monotonic() - self.started
+        s = self.session
+        return [RecipientResult(r, Outcome.of(self.replies[r]), self.replies[r], s.peer, s.address, self.route, spent)
+                for r in self.recipients]
+
+    def fail_rest(self, reply: Reply) -> list[RecipientResult]:
+        """``reply`` for every recipient without a final outcome (none yet, or an accepted RCPT)."""
+        for r in self.recipients:
+            if r not in self.replies or 200 <= self.replies[r].code < 300:
+                self.replies[r] = reply
+        return self.finish()
+
+    def delivered(self, accepted: list[str], final: Reply) -> list[RecipientResult]:
+        """``final`` (the outcome of the final dot) for every accepted recipient; delivered means 250 only."""
+        if final.code != 250 and 200 <= final.code < 300:
+            final = Reply(451, "4.5.0", f"{self.session.peer} answered the final dot with {final}")
+        for rcpt in accepted:
+            self.replies[rcpt] = final
+        return self.finish()
+
+
+def _said(response: SMTPResponse, host: str) -> Reply:
+    """The server's acceptance of the message, naming the server."""
+    reply = Reply.parse(response.code, response.message)
+    return Reply(reply.code, reply.enhanced, f"{host} said: {reply.text}")
+
+
+def _refused(response: SMTPResponse, step: str, host: str) -> Reply:
+    """A reply other than the one ``step`` needed, mapped as a raised aiosmtplib error would be."""
+    return reply_for(aiosmtplib.SMTPResponseException(response.code, response.message), step, host)
+
+
 async def send(
     session: Session, message: Message, recipients: list[str], data: bytes, *, route: str,
 ) -> list[RecipientResult]:
@@ -98,29 +143,17 @@ async def send(
     (``session.probe``) with no answer to its opening RSET raises ``StaleSession``.
     With a server that offers PIPELINING, [RSET,] MAIL, every RCPT and DATA go in one write.
     """
-    client, host, addr = session.client, session.peer, session.address
-    started = time.monotonic()
-    results: dict[str, Reply] = {}
-
-    def finish() -> list[RecipientResult]:
-        spent = time.monotonic() - started
-        return [RecipientResult(r, Outcome.of(results[r]), results[r], host, addr, route, spent) for r in recipients]
-
-    def fail_rest(reply: Reply) -> list[RecipientResult]:
-        for r in recipients:
-            if r not in results or 200 <= results[r].code < 300:
-                results[r] = reply
-        return finish()
-
+    client, host = session.client, session.peer
+    out = _Outcomes(session, recipients, route)
     opts = mail_options(client, message, len(data))
     if isinstance(opts, Reply):
-        return fail_rest(opts)
+        return out.fail_rest(opts)
     encoding = "utf-8" if "SMTPUTF8" in opts else "ascii"
     if client.supports_extension("pipelining"):
         pipelined = _pipelined_commands(message.sender, recipients, opts, encoding, rset=session.probe is not None)
         payload = dot_stuffed(data)
         if pipelined is not None and payload is not None:
-            return await _send_pipelined(session, recipients, pipelined, payload, results, finish, fail_rest)
+            return await _send_pipelined(session, out, pipelined, payload)
     if session.probe is not None:  # a kept session of a server that does not pipeline: probe it on its own
         try:
             await client.rset(timeout=session.probe)
@@ -134,35 +167,27 @@ async def send(
     except aiosmtplib.SMTPResponseException as exc:
         with contextlib.suppress(Exception):  # a failing connection is closed by the pool
             await client.rset()
-        return fail_rest(reply_for(exc, "MAIL FROM", host))
+        return out.fail_rest(reply_for(exc, "MAIL FROM", host))
     except Exception as exc:  # noqa: BLE001 - any failure of the connection
-        return fail_rest(reply_for(exc, "MAIL FROM", host))
+        return out.fail_rest(reply_for(exc, "MAIL FROM", host))
     accepted: list[str] = []
     for rcpt in recipients:
         try:
             await client.rcpt(rcpt, encoding=encoding)
             accepted.append(rcpt)
         except aiosmtplib.SMTPResponseException as exc:
-            results[rcpt] = reply_for(exc, "RCPT TO", host)
+            out.replies[rcpt] = reply_for(exc, "RCPT TO", host)
         except Exception as exc:  # noqa: BLE001
-            return fail_rest(reply_for(exc, "RCPT TO", host))
+            return out.fail_rest(reply_for(exc, "RCPT TO", host))
     if not accepted:
         with contextlib.suppress(Exception):
             await client.rset()
-        return finish()
+        return out.finish()
     try:
-        response = await send_data(client, data)
-        reply = Reply.parse(response.code, response.message)
-        final = Reply(reply.code, reply.enhanced, f"{host} said: {reply.text}")
-    except aiosmtplib.SMTPResponseException as exc:
+        final = _said(await send_data(client, data), host)
+    except Exception as exc:  # noqa: BLE001 - a refusal, or no reply to the final dot: not delivered
         final = reply_for(exc, "DATA", host)
-    except Exception as exc:  # noqa: BLE001 - no reply to the final dot: not delivered
-        final = reply_for(exc, "DATA", host)
-    if final.code != 250 and 200 <= final.code < 300:
-        final = Reply(451, "4.5.0", f"{host} answered the final dot with {final}")
-    for rcpt in accepted:
-        results[rcpt] = final
-    return finish()
+    return out.delivered(accepted, final)
 
 
 def _pipelined_commands(sender: str, recipients: list[str], opts: list[str], encoding: str, *,
@@ -187,8 +212,7 @@ def _pipelined_commands(sender: str, recipients: list[str], opts: list[str], enc
     return b"\r\n".join(lines) + b"\r\n"
 
 
-async def _send_pipelined(session: Session, recipients: list[str], commands: bytes, payload: bytes,
-                          results: dict[str, Reply], finish, fail_rest) -> list[RecipientResult]:  # noqa: ANN001
+async def _send_pipelined(session: Session, out: _Outcomes, commands: bytes, payload: bytes) -> list[RecipientResult]:
     """The transaction with its commands pipelined (RFC 2920): one write, the replies read in order.
 
     A kept session opens with RSET in the same write: no reply to it (within ``session.probe``)
@@ -220,41 +244,29 @@ async def _send_pipelined(session: Session, recipients: list[str], commands: byt
             mail = await pipe.reply()
             accepted: list[str] = []
             step = "RCPT TO"
-            for rcpt in recipients:
+            for rcpt in out.recipients:
                 reply = await pipe.reply()
                 if mail.code == 250 and reply.code in (250, 251):
                     accepted.append(rcpt)
                 elif mail.code == 250:
-                    results[rcpt] = reply_for(aiosmtplib.SMTPResponseException(reply.code, reply.message),
-                                              "RCPT TO", host)
+                    out.replies[rcpt] = _refused(reply, "RCPT TO", host)
             step = "DATA"
             start = await pipe.reply()
             if mail.code != 250 or not accepted:
                 if start.code == 354:  # the server wants a message nobody will send: end it at once
                     pipe.write(b".\r\n")
                     await pipe.reply()
-                if mail.code != 250:
-                    return fail_rest(reply_for(aiosmtplib.SMTPResponseException(mail.code, mail.message),
-                                               "MAIL FROM", host))
-                return finish()
+                return out.fail_rest(_refused(mail, "MAIL FROM", host)) if mail.code != 250 else out.finish()
             if start.code != 354:
-                final = reply_for(aiosmtplib.SMTPDataError(start.code, start.message), "DATA", host)
+                final = _refused(start, "DATA", host)
             else:
                 pipe.write(payload)
                 end = await pipe.reply()
-                if end.code != 250:
-                    final = reply_for(aiosmtplib.SMTPDataError(end.code, end.message), "DATA", host)
-                else:
-                    reply = Reply.parse(end.code, end.message)
-                    final = Reply(reply.code, reply.enhanced, f"{host} said: {reply.text}")
+                final = _said(end, host) if end.code == 250 else _refused(end, "DATA", host)
     except StaleSession:
         client.close()
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of the connection: no final outcome for the rest
         client.close()
-        return fail_rest(reply_for(exc, step, host))
-    if final.code != 250 and 200 <= final.code < 300:
-        final = Reply(451, "4.5.0", f"{host} answered the final dot with {final}")
-    for rcpt in accepted:
-        results[rcpt] = final
-    return finish()
+        return out.fail_rest(reply_for(exc, step, host))
+    return out.delivered(accepted, final)
