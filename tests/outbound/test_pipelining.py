@@ -219,3 +219,31 @@ def test_a_kept_session_the_server_dropped_is_replaced_and_the_mail_goes_at_once
     assert delivered == [1, 2]
     assert counts == (2, 1)
     assert took < 5  # the probe's 0.5 s, not the client's 5 s command timeout, and no deferral
+
+
+@pytest.mark.parametrize("cut_after", ["group", "message"])
+def test_a_connection_cut_inside_a_pipelined_transaction_is_temporary_and_not_reused(cut_after):
+    """The server closes after reading the group (no reply at all to a new session's MAIL), or after the
+    message (no reply to the final dot): every recipient is deferred (4.4.2), none delivered, the session gone."""
+    async def cutting(reader, writer, n):
+        await greet(reader, writer)
+        group = [await reader.readline() for _ in range(3)]  # MAIL, RCPT, DATA
+        assert group[2].upper() == b"DATA\r\n"
+        if cut_after == "group":
+            return
+        writer.write(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+        await take_message(reader)
+
+    async def body(port):
+        p = pool()
+        open_new = functools.partial(open_session, "127.0.0.1", port, PLAIN)
+        _, results = await asyncio.wait_for(
+            send_pooled(p, key(), open_new, message("a@dest.test"), ["a@dest.test"], BODY, route="t"), 10)
+        counts = (p.count, p.idle_count)
+        await p.close()
+        return results, counts
+
+    [result], counts = asyncio.run(serve(cutting, body))
+    assert (result.outcome, result.reply.code, result.reply.enhanced) == (Outcome.TEMPORARY, 451, "4.4.2")
+    assert ("MAIL FROM" if cut_after == "group" else "DATA") in result.reply.text
+    assert counts == (0, 0)
