@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from typing import Any
 
 from ..ids import new_queue_id
@@ -26,6 +27,7 @@ from .services import IntakeServices, Outage
 __all__ = ["IntakeHandler", "IntakeServices", "Outage"]
 
 log = logging.getLogger("mailpipe.intake")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _addr(address: str) -> str:
@@ -34,7 +36,7 @@ def _addr(address: str) -> str:
 
 def _bad_address(address: str, envelope: Any) -> str | None:
     """A reply refusing an envelope address with control characters, or 8-bit without SMTPUTF8."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in address):
+    if _CONTROL.search(address):
         return "553 5.1.3 Control characters are not allowed in addresses"
     if not address.isascii() and not getattr(envelope, "smtp_utf8", False):
         return "553 5.6.7 Non-ASCII address without SMTPUTF8 (RFC 6531)"

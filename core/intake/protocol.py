@@ -26,6 +26,9 @@ renames or reshapes one of them). Each override says what it changes and why:
   methods): the connection limits (all clients, and per client address) answered with
   421, the session table, and a client that closed or half-closed its side gives its
   slot back at once (aiosmtpd would keep the half-open session until ``timeout``);
+- ``_reset_timeout`` (private): the idle timer moves a deadline instead of cancelling and
+  scheduling a timer for every command and every chunk of a message; the module's
+  ``sanitized_log`` (the command loop's logging) returns at once unless ``mail.log`` writes INFO;
 - ``push`` (public): the lines of a multi-line reply (``250-...``) are held back and
   written together with the reply's last line, in one send: scanners that read a reply
   per segment (nmap's smtp-open-relay, smtpsmug) no longer read one reply behind;
@@ -69,8 +72,21 @@ PRIVATE_NAMES = ("_call_handler_hook", "_getaddr", "_reader", "_set_post_data_st
 """The private parts of aiosmtpd.smtp.SMTP this module relies on (checked by the tests)."""
 
 MODULE_NAMES = ("_AuthMechAttr", "__ident__", "make_loop", "login_always_fail", "CALL_LIMIT_DEFAULT", "is_int",
-                "DATA_SIZE_DEFAULT")
+                "DATA_SIZE_DEFAULT", "sanitized_log")
 """The (partly private) names of the aiosmtpd.smtp module the constructor uses (checked by the tests)."""
+
+_aiosmtpd_sanitized_log = _aiosmtpd.sanitized_log
+
+
+def _sanitized_log(func: Callable[..., None], msg: Any, *args: Any, **kwargs: Any) -> None:
+    """aiosmtpd's ``sanitized_log`` (it logs every command line, AUTH data masked), skipped unless its logger
+    writes INFO: aiosmtpd masks the arguments before asking the logger, twice per command (``logs.py`` sets
+    ``mail.log`` to WARNING)."""
+    if _aiosmtpd.log.isEnabledFor(logging.INFO):
+        _aiosmtpd_sanitized_log(func, msg, *args, **kwargs)
+
+
+_aiosmtpd.sanitized_log = _sanitized_log  # the module global aiosmtpd's command loop calls
 
 
 @dataclass(frozen=True)
@@ -184,6 +200,7 @@ class GatewaySMTP(SMTP):
         self._counted = False
         self._refused = False
         self._reply_lines: list[bytes] = []
+        self._idle_deadline = 0.0
 
     def _smtp_init(
         self, handler: Any, *, data_size_limit: int | None = _aiosmtpd.DATA_SIZE_DEFAULT, enable_SMTPUTF8: bool = False,
@@ -320,7 +337,33 @@ class GatewaySMTP(SMTP):
         if self._reply_lines:
             line = b"".join(self._reply_lines) + line
             self._reply_lines.clear()
-        await super().push(line)
+        self._writer.write(line + b"\r\n")  # aiosmtpd's push, without its per-reply debug formatting
+        if _aiosmtpd.log.isEnabledFor(logging.DEBUG):
+            _aiosmtpd.log.debug("%r << %r", self._client, line)
+        await self._writer.drain()
+
+    # -- the idle timer -----------------------------------------------------------------
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """Override (private): move the idle deadline; the one timer is re-armed only when it fires early.
+
+        aiosmtpd cancels its timer and schedules a new one for every command and, through
+        ``read_data``, every chunk of a message; moving a deadline costs one clock read.
+        """
+        deadline = self.loop.time() + (duration or self._timeout_duration)
+        self._idle_deadline = deadline
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or deadline < handle.when():
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(deadline, self._idle_check)
+
+    def _idle_check(self) -> None:
+        """The idle timer fired: close the connection if the deadline has passed, else wait for the new one."""
+        if self.loop.time() < self._idle_deadline:
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_check)
+            return
+        self._timeout_cb()
 
     async def handle_exception(self, error: Exception) -> str:
         """A failed TLS handshake: one warning line (client address, reason); anything else as aiosmtpd does."""

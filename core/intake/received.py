@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import lru_cache
 
 from ..message import SessionInfo
 
@@ -28,8 +29,15 @@ def received_header(
     if len(recipients) == 1:
         by += f"\r\n\tfor <{_clean(recipients[0])}>"
     lines.append(f"\t{by};")
-    lines.append(f"\t{format_datetime(datetime.fromtimestamp(now, UTC))}")
+    lines.append(f"\t{date_of(int(now))}")
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
+
+
+@lru_cache(maxsize=4)
+def date_of(second: int) -> str:
+    """The RFC 5322 date of a Unix second (``Mon, 30 Nov 2026 19:00:07 +0000``); kept for the few seconds
+    in which most messages arrive."""
+    return format_datetime(datetime.fromtimestamp(second, UTC))
 
 
 def _clean(text: str) -> str:
@@ -52,5 +60,5 @@ def collected_header(*, server: str, addr: str, tls: bool, mailbox: str, hostnam
         lines.append(f"\tfor <{_clean(recipients[0])}>;")
     else:
         lines[-1] += ";"
-    lines.append(f"\t{format_datetime(datetime.fromtimestamp(now, UTC))}")
+    lines.append(f"\t{date_of(int(now))}")
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")

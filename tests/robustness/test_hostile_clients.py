@@ -152,6 +152,24 @@ def test_silent_client_is_disconnected(gateway: MailpipeProcess) -> None:
     c.close()
 
 
+def test_the_idle_timer_counts_from_the_last_command(gateway: MailpipeProcess) -> None:
+    """intake.timeout (2 s) is idle time: a client that says NOOP every 0.7 s stays connected well past 2 s
+    after EHLO; once it goes silent it is disconnected about 2 s after its last command."""
+    c = client(gateway)
+    assert c.cmd("EHLO client.test")[0] == 250
+    started = time.monotonic()
+    for _ in range(6):  # bounded: 6 commands over about 4 s
+        time.sleep(0.7)  # pacing of the client itself, not a wait for the server
+        assert c.cmd("NOOP")[0] == 250
+    assert time.monotonic() - started > 4.0
+    last = time.monotonic()
+    c.sock.settimeout(15)
+    assert c.sock.recv(4096) == b""  # nothing more is said: the connection just ends
+    waited = time.monotonic() - last
+    assert 1.5 < waited < 15, f"disconnected {waited:.1f}s after the last command; intake.timeout is 2s"
+    c.close()
+
+
 def test_connection_limit_answers_421(gateway: MailpipeProcess, sink: RecordingSink) -> None:
     """The 9th connection over max_connections 8 gets 421 4.7.0; once they close, mail flows again."""
     host, port = gateway.address
