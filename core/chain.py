@@ -54,10 +54,15 @@ class Chain:
         for plugin in reversed(self.plugins):
             self.pm.register(plugin, name=plugin.instance_name)
         self.timeouts = {**DEFAULT_TIMEOUTS, **(timeouts or {})}
+        self._implementations: dict[str, list[pluggy.HookImpl]] = {}
 
     def implementations(self, hook: str) -> list[pluggy.HookImpl]:
-        """Implementations of ``hook`` in the order they are called."""
-        return list(reversed(getattr(self.pm.hook, hook).get_hookimpls()))
+        """Implementations of ``hook`` in the order they are called (worked out once: the chain never changes,
+        a reload builds a new one)."""
+        found = self._implementations.get(hook)
+        if found is None:
+            found = self._implementations[hook] = list(reversed(getattr(self.pm.hook, hook).get_hookimpls()))
+        return found
 
     def order(self) -> dict[str, list[str]]:
         """Hook name -> plugin names in call order (what ``pipeline check`` prints)."""

@@ -63,6 +63,11 @@ class Backoff:
         text = (f"{destination} asked to slow down ({state.reply}); next try {when(state.paused_until, now)}")
         return state.paused_until, Reply(451, "4.7.0", text)
 
+    def pacing(self, destination: str) -> bool:
+        """True while deliveries to ``destination`` go one at a time (``pace`` may wait)."""
+        state = self._destinations.get(destination)
+        return state is not None and state.step != 0
+
     @contextlib.asynccontextmanager
     async def pace(self, destination: str) -> AsyncIterator[None]:
         """Hold the delivery slot for ``destination``: one at a time while it recovers, no limit otherwise."""

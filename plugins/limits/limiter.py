@@ -119,9 +119,14 @@ class Limiter:
             until, reply = paused
             yield Admission([], [_deferred(r, reply, until, route) for r in recipients], at=now)
             return
-        admission = await self._count(message, recipients, account, now, route)
+        admission = (await self._count(message, recipients, account, now, route) if self.counted
+                     else Admission(list(recipients), at=now))
         if not admission.recipients:
             yield admission
+            return
+        if not self.connection_limits and not self.backoff.pacing(destination):
+            yield admission  # nothing to hold or wait for (the common case: no limits, no slow-down)
+            await self._settle(admission, destination)
             return
         async with contextlib.AsyncExitStack() as stack:
             for key, size in self._connection_keys(message, admission.recipients, account):
