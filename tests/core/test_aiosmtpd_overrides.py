@@ -130,3 +130,23 @@ def test_the_constructor_builds_what_aiosmtpds_builds() -> None:
             assert set(ours._auth_methods) == set(theirs._auth_methods) and "CRAM-MD5" in ours._auth_methods
 
     asyncio.run(compare())
+
+
+def test_command_logging_is_skipped_when_quiet_and_still_masks_auth_when_on(caplog) -> None:  # noqa: ANN001
+    """The command loop's ``sanitized_log`` is replaced by one that first asks ``mail.log``: at WARNING (what
+    logs.py sets) nothing is formatted or written; at INFO aiosmtpd's own masking still hides AUTH data."""
+    import logging
+
+    import aiosmtpd.smtp as smtp
+
+    import mailpipe.core.intake.protocol as protocol
+
+    assert smtp.sanitized_log is protocol._sanitized_log
+    line = b"AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\n"
+    with caplog.at_level(logging.WARNING, logger="mail.log"):
+        smtp.sanitized_log(smtp.log.info, "%r >> %r", ("127.0.0.1", 1), line)
+    assert not caplog.records
+    with caplog.at_level(logging.INFO, logger="mail.log"):
+        smtp.sanitized_log(smtp.log.info, "%r >> %r", ("127.0.0.1", 1), line)
+    assert len(caplog.records) == 1
+    assert "********" in caplog.text and "AGFsaWNlAHMzY3JldA" not in caplog.text
