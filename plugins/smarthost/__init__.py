@@ -65,7 +65,9 @@ class SmarthostPlugin(Plugin):
         self.accounts_problem = opts.accounts_problem(context.settings.accounts)
         self._blocked: dict[tuple[str, ...], _Blocked] = {}
         self._open_locks: dict[tuple[str, ...], asyncio.Lock] = {}
-        self._where_cache: tuple[object, int, tuple[tuple[str, int], ...], str] | None = None
+        # The options and the context are fixed for this instance (a reload makes a new one): the servers once.
+        self._servers = tuple(opts.endpoints(context.settings.delivery.port))
+        self._destination = ", ".join(f"{host}:{port}" for host, port in self._servers)
         tls = TlsPolicy("required" if opts.tls == "starttls" else opts.tls, verify=opts.verify,
                         ca_file=context.resolve_path(opts.ca_file) if opts.ca_file else None)
         self.session_settings = ClientSettings(context.settings.hostname, self.timeout, tls)
@@ -93,21 +95,11 @@ class SmarthostPlugin(Plugin):
 
     def endpoints(self) -> list[tuple[str, int]]:
         """The servers ``(host, port)`` in the order they are tried."""
-        return list(self._where()[2])
+        return list(self._servers)
 
     def destination(self) -> str:
         """The servers as ``host:port, host:port`` (the route's destination and the pool's)."""
-        return self._where()[3]
-
-    def _where(self) -> tuple[object, int, tuple[tuple[str, int], ...], str]:
-        """The options and default port the servers were worked out for, the servers, and their text (asked
-        several times per message: worked out again only when the options or the default port change)."""
-        port = self.context.settings.delivery.port
-        where = self._where_cache
-        if where is None or where[0] is not self.opts or where[1] != port:
-            servers = tuple(self.opts.endpoints(port))
-            where = self._where_cache = (self.opts, port, servers, ", ".join(f"{h}:{p}" for h, p in servers))
-        return where
+        return self._destination
 
     def takes(self, recipient: str) -> bool:
         if not self.opts.domains:
