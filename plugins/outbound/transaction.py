@@ -151,7 +151,7 @@ async def send(
     encoding = "utf-8" if "SMTPUTF8" in opts else "ascii"
     if client.supports_extension("pipelining"):
         pipelined = _pipelined_commands(message.sender, recipients, opts, encoding, rset=session.probe is not None)
-        payload = dot_stuffed(data)
+        payload = dot_stuffed(data) if pipelined is not None else None  # else send_data stuffs it
         if pipelined is not None and payload is not None:
             return await _send_pipelined(session, out, pipelined, payload)
     if session.probe is not None:  # a kept session of a server that does not pipeline: probe it on its own
