@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from mailpipe.plugins.outbound.pipelining import MAX_UNREAD, Pipeline, _Reader
 from mailpipe.plugins.outbound.session import ClientSettings, open_session
 from mailpipe.plugins.outbound.tls import TlsPolicy
+from tests.outbound.test_pipelining import greet, serve
 
 CLIENT = ClientSettings("client.test", 10.0, TlsPolicy("none"))
 TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40).map(str.strip)
@@ -32,26 +33,18 @@ async def exchange(answer: list[bytes], commands: int, wait: float = 10.0) -> li
     """Connect, send ``commands`` NOOPs in one write, read that many replies (each within ``wait``); the
     server sends ``answer`` chunk by chunk once it has the group. Returns each reply, or the exception
     that ended the reading."""
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            writer.write(b"220 peer.test ESMTP\r\n")
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _n: int) -> None:
+        await greet(reader, writer)
+        for _ in range(commands):
             await reader.readline()
-            writer.write(b"250-peer.test\r\n250 PIPELINING\r\n")
-            for _ in range(commands):
-                await reader.readline()
-            for chunk in answer:
-                writer.write(chunk)
-                await writer.drain()
-                await asyncio.sleep(0)
-            await reader.read()  # until the client is done
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
+        for chunk in answer:
+            writer.write(chunk)
+            await writer.drain()
+            await asyncio.sleep(0)
+        await reader.read()  # until the client is done
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    async with server:
-        session = await open_session("127.0.0.1", server.sockets[0].getsockname()[1], CLIENT)
+    async def client(port: int) -> list[object]:
+        session = await open_session("127.0.0.1", port, CLIENT)
         got: list[object] = []
         try:
             with Pipeline(session.client) as pipe:
@@ -64,6 +57,8 @@ async def exchange(answer: list[bytes], commands: int, wait: float = 10.0) -> li
         finally:
             session.client.close()
         return got
+
+    return await serve(script, client)  # type: ignore[return-value]
 
 
 def cut(data: bytes, points: list[int]) -> list[bytes]:
