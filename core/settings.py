@@ -479,6 +479,9 @@ class Settings(Strict):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     workers: Workers = Field("auto", description="processes that serve (each accepts and delivers mail): "
                              "auto = one per core, or a number; docs/workers.md")
+    pin_workers: bool = Field(True, description="with 2 or more workers and at least as many cores, each "
+                              "worker on a core of its own (its threads then wake each other on one CPU); "
+                              "docs/workers.md")
     accounts: list[Account] = Field(default_factory=list)
     chain: list[PluginEntry] = Field(default_factory=list)
     log: LogSettings = Field(default_factory=LogSettings)

@@ -108,6 +108,7 @@ def _supervise(ctx: click.Context, config: LoadedConfig, count: int) -> None:
 def _serve_worker(ctx: click.Context, config: LoadedConfig, argument: str, link_fds: str | None) -> None:
     """One worker under a supervisor: the gateway, listening when the supervisor says so."""
     from ..gateway import Gateway
+    from ..workers.affinity import pin
     from ..workers.link import StartLink, end_with_supervisor
     from ..workers.slot import WorkerSlot, assume
 
@@ -118,6 +119,8 @@ def _serve_worker(ctx: click.Context, config: LoadedConfig, argument: str, link_
         raise click.BadParameter(str(exc), param_hint="--worker") from None
     end_with_supervisor(slot)
     assume(slot)
+    if config.settings.pin_workers:
+        pin(slot)
 
     class Working(Gateway):
         """The gateway as one worker: listens once every worker is prepared; a restarted one says why it was."""
