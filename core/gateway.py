@@ -33,6 +33,7 @@ from .errors import required
 from .events import Event, Events
 from .housekeeping import Housekeeping
 from .intake import Intake, IntakeServices
+from .intakefirst import IntakeFirst
 from .message import Message, RecipientState
 from .queue import QueueBackend, StoreAndClaim
 from .recording import Recorder
@@ -133,8 +134,10 @@ class Gateway:
         runtimes = self._runtimes = RuntimeHolder(runtime)
         self.events.attach(store=queue.add_event, observe=lambda e: _observe(runtimes, e))
         recorder = Recorder(queue, self.events, self.clock, wake=self.wake)
+        intake_first = IntakeFirst(lambda: self.intake.busiest() if self.intake is not None else 0,
+                                   lambda: runtimes.current.settings.delivery.intake_first)
         self._scheduler = Scheduler(runtimes, queue, Delivery(recorder, self.events, self.sessions),
-                                    Housekeeping(queue, self.events), self.clock)
+                                    Housekeeping(queue, self.events), self.clock, intake_first)
         self._reloader = Reloader(runtimes, self.events, restart_intake=self._restart_intake,
                                   inflight=lambda: list(self.scheduler.inflight.values()), wake=self.wake)
         self.intake = self._new_intake()

@@ -30,6 +30,7 @@ import time
 from .clock import Clock
 from .delivery import Delivery
 from .housekeeping import Housekeeping
+from .intakefirst import IntakeFirst
 from .message import Message
 from .queue import DeliveryQueue, QueueError
 from .runtime import RuntimeHolder
@@ -51,7 +52,7 @@ class Scheduler:
     """Delivery runs for one gateway."""
 
     def __init__(self, runtimes: RuntimeHolder, queue: DeliveryQueue, delivery: Delivery,
-                 housekeeping: Housekeeping, clock: Clock) -> None:
+                 housekeeping: Housekeeping, clock: Clock, intake_first: IntakeFirst | None = None) -> None:
         self.runtimes = runtimes
         self.queue = queue
         self.delivery = delivery
@@ -69,13 +70,16 @@ class Scheduler:
         # finished attempt wakes the loop without calling wake(); it then need not ask the queue again.
         self._idle_until = 0.0
         self._wakes = 0  # counts wake() calls: a look that a wake-up overtook is not trusted
+        self.intake_first = intake_first
 
     def _settings(self) -> DeliverySettings:
         return self.runtimes.current.settings.delivery
 
     def _concurrency(self) -> int:
-        """``delivery.concurrency`` is for the whole gateway: one of several workers runs its share."""
-        return current().share(self._settings().concurrency) or 1
+        """``delivery.concurrency`` is for the whole gateway: one of several workers runs its share; one at a
+        time while the intake goes first (``intakefirst.py``)."""
+        share = current().share(self._settings().concurrency) or 1
+        return share if self.intake_first is None else self.intake_first.concurrency(share)
 
     @property
     def lease_seconds(self) -> float:
@@ -99,11 +103,15 @@ class Scheduler:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="mailpipe-scheduler")
+        if self.intake_first is not None:
+            self.intake_first.start(on_release=self.wake)
 
     async def stop(self, grace: float) -> None:
         """Start nothing new; wait up to ``grace`` seconds for deliveries in flight, then cut them."""
         self._stopping = True
         self._wake.set()
+        if self.intake_first is not None:
+            await self.intake_first.stop()
         if self._task is not None:
             await self._task
         if self.inflight:

@@ -229,6 +229,9 @@ class DeliverySettings(Strict):
     concurrency: int = Field(20, ge=1)
     shutdown_grace: Duration = 30.0
     default_retry: Duration = 900.0
+    intake_first: Duration = Field(10.0, ge=0, description="during a burst of incoming mail that fills a "
+                                   "worker's core, deliveries run one at a time for up to this long; 0 = off; "
+                                   "docs/workers.md")
 
     @field_validator("schedule")
     @classmethod

@@ -144,6 +144,7 @@ class ConnectionSlots:
         self.limit = limit
         self.per_client = min(per_client or limit, limit)
         self.active = 0
+        self.peak = 0  # the most counted at once since ``busiest`` was last asked
         self.by_client: dict[str, int] = {}
         self.on_open = on_open
         self.on_close = on_close
@@ -156,9 +157,16 @@ class ConnectionSlots:
         if self.by_client.get(peer, 0) >= self.per_client:
             return f"Too many connections from {peer}"
         self.active += 1
+        if self.active > self.peak:
+            self.peak = self.active
         self.by_client[peer] = self.by_client.get(peer, 0) + 1
         self.on_open(protocol, peer)
         return None
+
+    def busiest(self) -> int:
+        """The most connections open at once since the last call (the intake-first look, every 0.1 s)."""
+        peak, self.peak = self.peak, self.active
+        return peak
 
     def closed(self, protocol: Any, peer: str) -> None:
         """A counted connection from ``peer`` ended: its slot is free again."""

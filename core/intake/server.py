@@ -54,6 +54,10 @@ class Intake:
         """Client connections open now."""
         return self.slots.active
 
+    def busiest(self) -> int:
+        """The most client connections open at once since the last call (``intakefirst.py`` asks)."""
+        return self.slots.busiest()
+
     def _factory(self, spec: ListenSpec, tls: ssl.SSLContext | None) -> Any:
         handler = IntakeHandler(self.services, spec.address)
         kwargs: dict[str, Any] = dict(

@@ -147,6 +147,12 @@ class Harness:
         """
         return await self._gw.scheduler.tick(timeout=timeout)
 
+    def intake_first(self, active: bool) -> None:
+        """Make the scheduler behave as during a burst of incoming mail (``delivery.intake_first``), or not."""
+        gate = self._gw.scheduler.intake_first
+        assert gate is not None
+        gate.active = active
+
     def force_run(self) -> None:
         """What ``pipeline queue retry`` tells a running gateway: start a run even outside the schedule."""
         self._gw.scheduler.wake(force=True)

@@ -1,0 +1,136 @@
+"""``delivery.intake_first`` (core/intakefirst.py): during a burst of incoming mail that fills the core, the
+scheduler starts one delivery at a time; for at most ``intake_first`` seconds, then again only after as long
+a calm; the end wakes the scheduler. The looks are driven here with the process's CPU seconds, the clock and
+the connected clients given by the test; the scheduler's side runs the real gateway and a real SMTP sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from mailpipe.core.intakefirst import MIN_SESSIONS, SATURATED, STILL_BUSY, TICK, IntakeFirst
+from tests.peers.harness import Harness
+from tests.peers.sink import RecordingSink
+from tests.smarthost.helpers import smarthost_config
+
+
+class Machine:
+    """The readings one look takes: the process's CPU seconds, the clock, the most clients connected."""
+
+    def __init__(self, limit: float = 10.0) -> None:
+        self.now = 1000.0
+        self.cpu = 0.0
+        self.clients = 0
+        self.limit = limit
+        self.gate = IntakeFirst(lambda: self.clients, lambda: self.limit, cpu=lambda: self.cpu,
+                                clock=lambda: self.now)
+
+    def look(self, busy: float, clients: int) -> bool:
+        """Let one tick pass with the core ``busy`` (share of one core) and ``clients`` connected; one look."""
+        self.now += TICK
+        self.cpu += busy * TICK
+        self.clients = clients
+        return self.gate.look()
+
+
+def test_a_full_core_with_clients_sending_holds_deliveries_to_one() -> None:
+    m = Machine()
+    assert m.gate.concurrency(10) == 10
+    assert not m.look(SATURATED + 0.1, MIN_SESSIONS) and m.gate.active
+    assert m.gate.concurrency(10) == 1 and m.gate.concurrency(1) == 1
+
+
+@pytest.mark.parametrize(("busy", "clients"), [
+    (SATURATED - 0.1, 20),  # clients, but the core has room for deliveries too
+    (1.0, MIN_SESSIONS - 1),  # a full core, but one client: nothing to put first
+    (0.0, 0),
+])
+def test_no_burst_no_hold(busy: float, clients: int) -> None:
+    m = Machine()
+    for _ in range(5):
+        assert not m.look(busy, clients)
+        assert not m.gate.active and m.gate.concurrency(10) == 10
+
+
+def test_the_hold_lasts_while_clients_send_and_ends_when_they_stop() -> None:
+    """Once on, the core may be less than full (the intake alone) but busier than STILL_BUSY; the end of the
+    burst is reported (the scheduler is woken to claim what waited)."""
+    m = Machine()
+    m.look(1.0, 10)
+    for _ in range(10):
+        assert not m.look(STILL_BUSY + 0.05, 10) and m.gate.active
+    assert m.look(STILL_BUSY + 0.05, 1) is True
+    assert not m.gate.active and m.gate.concurrency(10) == 10
+    assert not m.look(0.0, 0)  # reported once
+
+
+def test_an_idle_core_ends_the_hold_even_with_clients_connected() -> None:
+    """Clients that keep their connections open but send nothing do not hold deliveries back."""
+    m = Machine()
+    m.look(1.0, 10)
+    assert m.look(STILL_BUSY - 0.1, 10) is True and not m.gate.active
+
+
+def test_a_burst_that_goes_on_gets_the_time_limit_then_shares_until_a_calm_as_long() -> None:
+    """Load that never ends: at most ``intake_first`` seconds of priority, then deliveries take their share as
+    long as the burst lasts; a short calm does not start a new hold, a calm of ``intake_first`` does."""
+    m = Machine(limit=1.0)
+    m.look(1.0, 10)
+    held = 0
+    while m.gate.active:
+        released = m.look(1.0, 10)
+        held += 1
+        assert held < 100
+    assert released is True and abs(held * TICK - 1.0) < 2 * TICK
+    for _ in range(30):  # the burst goes on: no new hold
+        assert not m.look(1.0, 10) and not m.gate.active
+    m.look(0.1, 0)  # a short calm
+    m.look(1.0, 10)
+    assert not m.gate.active
+    for _ in range(int(1.0 / TICK) + 1):  # a calm as long as the limit
+        m.look(0.1, 0)
+    m.look(1.0, 10)
+    assert m.gate.active
+
+
+def test_intake_first_zero_never_holds() -> None:
+    m = Machine(limit=0.0)
+    for _ in range(5):
+        assert not m.look(1.0, 50) and not m.gate.active
+
+
+def test_the_limit_in_force_is_read_at_every_look() -> None:
+    """A reload that sets ``intake_first: 0`` ends a hold at the next look."""
+    m = Machine()
+    m.look(1.0, 10)
+    assert m.gate.active
+    m.limit = 0.0
+    assert m.look(1.0, 10) is True and not m.gate.active
+
+
+def test_the_scheduler_starts_one_delivery_at_a_time_while_the_intake_goes_first(workdir: Path) -> None:
+    """The real gateway and a real sink: six messages due; held, the sink never sees two deliveries at once;
+    not held, the same scheduler delivers the next six over several connections at once."""
+    with RecordingSink("127.0.1.61") as sink:
+        config = smarthost_config(workdir, {"server": f"{sink.host}:{sink.port}", "tls": "none"},
+                                  delivery={"concurrency": 6})
+
+        async def scenario() -> None:
+            async with Harness(workdir, config) as h:
+                h.intake_first(True)
+                for i in range(6):
+                    await h.submit("alice@example.org", [f"held{i}@remote.test"])
+                await h.deliver()
+                assert sink.peak == 1, "two deliveries at once while the intake went first"
+                assert len(sink.messages) == 6
+                h.intake_first(False)
+                for i in range(6):
+                    await h.submit("alice@example.org", [f"free{i}@remote.test"])
+                await h.deliver()
+                assert sink.peak > 1, "deliveries ran one at a time without the hold"
+
+        asyncio.run(scenario())
+        sink.wait_for(12)
