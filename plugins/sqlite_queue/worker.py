@@ -18,7 +18,9 @@ Writes whose caller can wait a moment (``patient``: an attempt's record, which n
 client waits for) give the next urgent write (a message being stored, whose client waits
 for its ``250``) up to ``PATIENCE`` seconds to join their group. With one client sending,
 the record of one message and the store of the next thus share a commit, and the store
-never queues behind a commit of records that started just before it.
+never queues behind a commit of records that started just before it. They wait only while
+clients are sending (an urgent write came in the last ``RECENT`` seconds): when the queue is
+drained after a burst or an outage nothing will join, and waiting would only slow the drain.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ BACKGROUND_DELAY = 0.05
 """Seconds a write nobody waits for (an event) may wait for a group to ride along with."""
 PATIENCE = 0.003
 """Seconds a patient write (an attempt's record) may wait for an urgent one to share its commit."""
+RECENT = 0.03
+"""A patient write waits only when a durable urgent write (a message stored) came less than this long ago."""
 
 
 @dataclass
@@ -112,6 +116,7 @@ class DbWorker:
         self._ready.set()
         background: list[_Work] = []  # writes nobody waits for, waiting for a group to ride along with
         due = 0.0  # when the background writes are committed by themselves
+        last_urgent = float("-inf")  # when the last urgent write came (patience is for when more may come)
         try:
             while True:
                 wait = due - time.monotonic() if background else None
@@ -139,7 +144,13 @@ class DbWorker:
                     background.append(item)
                     continue
                 group, deferred_reads, stop = [item], [], False
-                patient_until = time.monotonic() + PATIENCE if item.patient else None
+                now = time.monotonic()
+                if item.patient and now - last_urgent < RECENT:
+                    patient_until: float | None = now + PATIENCE
+                else:
+                    patient_until = None
+                    if item.durable and not item.patient:  # a message stored (not a claim or a lease)
+                        last_urgent = now
                 while len(group) < MAX_GROUP:
                     try:
                         if patient_until is None:
@@ -152,6 +163,8 @@ class DbWorker:
                         stop = True
                         break
                     (group if more.write else deferred_reads).append(more)
+                    if more.write and more.durable and not more.patient and more.future is not None:
+                        last_urgent = time.monotonic()
                     if not more.write or not (more.patient or more.future is None):
                         patient_until = None  # an urgent write or a read: commit now (events ride along)
                 self._commit_group(conn, [*background, *group])

@@ -2,8 +2,9 @@
 
 A failing job never undoes another job's write, whether it ran alone (no savepoint: its own
 transaction is rolled back) or in a group (its savepoint is); a patient write (an attempt's
-record) shares its commit with an urgent one that comes within ``PATIENCE``, and is committed
-by itself when none comes.
+record) shares its commit with an urgent one that comes within ``PATIENCE`` while messages are
+being stored, and is committed by itself when none comes; when none was stored lately it does
+not wait at all.
 """
 
 from __future__ import annotations
@@ -95,8 +96,10 @@ def test_a_patient_write_is_committed_alone_when_nothing_comes(tmp_path):
 
 
 def test_a_patient_write_shares_the_commit_of_an_urgent_one(tmp_path, monkeypatch):
-    """The urgent write arrives while the patient one waits: both are answered after one commit."""
+    """Clients are sending (a message was just stored): the next urgent write arrives while the patient one
+    waits, and both are answered after one commit."""
     monkeypatch.setattr(worker_module, "PATIENCE", 5.0)  # however slow the machine, the urgent one is in time
+    monkeypatch.setattr(worker_module, "RECENT", 60.0)
     path = tmp_path / "q.sqlite3"
     worker = open_worker(path)
     commits: list[str] = []
@@ -106,6 +109,7 @@ def test_a_patient_write_shares_the_commit_of_an_urgent_one(tmp_path, monkeypatc
                 conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
                 return insert("record")(conn)
 
+            await worker.submit(insert("earlier"), write=True)  # a message stored: clients are sending
             started = time.monotonic()
             patient = worker.submit(traced, write=True, patient=True)
             urgent = worker.submit(insert("stored"), write=True)
@@ -116,4 +120,33 @@ def test_a_patient_write_shares_the_commit_of_an_urgent_one(tmp_path, monkeypatc
         assert results == [1, 1] and took < 4.0  # the urgent write ended the wait
     finally:
         worker.stop()
-    assert rows(path) == ["record", "stored"] and commits == ["COMMIT"]
+    assert rows(path) == ["earlier", "record", "stored"] and commits == ["COMMIT"]
+
+
+@pytest.mark.parametrize("before", ["a message stored", "a lease taken", "nothing"])
+def test_a_patient_write_waits_only_while_messages_are_being_stored(tmp_path, monkeypatch, before):
+    """A message stored just before: the patient write waits its patience for the next one. Only a lease (a
+    claim: not a message stored) or nothing at all (a queue drained after a burst or an outage): it is
+    committed at once, nothing will join it."""
+    monkeypatch.setattr(worker_module, "PATIENCE", 3.0)
+    monkeypatch.setattr(worker_module, "RECENT", 60.0)
+    path = tmp_path / "q.sqlite3"
+    worker = open_worker(path)
+    try:
+        async def scenario():
+            if before == "a message stored":
+                await worker.submit(insert("before"), write=True)
+            elif before == "a lease taken":
+                await worker.submit(insert("before"), write=True, durable=False)
+            started = time.monotonic()
+            await worker.submit(insert("record"), write=True, patient=True)
+            return time.monotonic() - started
+
+        took = asyncio.run(scenario())
+    finally:
+        worker.stop()
+    assert "record" in rows(path)
+    if before == "a message stored":
+        assert took >= 3.0
+    else:
+        assert took < 2.0
