@@ -14,8 +14,8 @@ still uses ``STILL_BUSY`` of a core, and at most ``intake_first`` seconds. Then 
 deliveries take their full share again even if the burst goes on, and the intake goes first
 again only after as long a time without a burst — so under load that never ends the queue
 does not grow without bound, and a site that sends all day is served as before. Bursts are
-looked for every ``TICK`` seconds; the end of one wakes the scheduler, which claims what
-waited. ``intake_first: 0`` turns it off.
+looked for every ``TICK`` seconds and end when no look saw one for ``END_AFTER``; the end of
+one wakes the scheduler, which claims what waited. ``intake_first: 0`` turns it off.
 
 Owned by the scheduler (``Scheduler.start``/``stop``), which asks ``concurrency`` before
 starting deliveries; the gateway tells it how many clients are connected.
@@ -31,9 +31,11 @@ from collections.abc import Callable
 
 log = logging.getLogger("mailpipe.scheduler")
 
-TICK = 0.1
-"""Seconds between two looks at the core and the clients."""
-SATURATED = 0.85
+TICK = 0.025
+"""Seconds between two looks at the core and the clients (a burst of 3,000 messages lasts about a second)."""
+END_AFTER = 0.1
+"""Seconds without a look that saw the burst after which it counts as over (one quiet look is not enough)."""
+SATURATED = 0.8
 """The share of one core this process uses (all its threads) from which the core counts as full."""
 STILL_BUSY = 0.25
 """Once the intake goes first, the share of a core below which the burst counts as over (the intake alone
@@ -57,8 +59,9 @@ class IntakeFirst:
         self._cpu = cpu
         self._clock = clock
         self.active = False
-        self._since = 0.0  # when the current burst's priority began
-        self._calm_since: float | None = None  # when the last burst ended (None: no burst since the start)
+        self._since = 0.0  # when the current hold began
+        self._seen = float("-inf")  # when a look last saw a burst
+        self._calm_since: float | None = None  # when the last burst ended (None: none since the start)
         self._spent = False  # this burst had its time: deliveries share again until a calm as long
         self._last = (clock(), cpu())
         self._task: asyncio.Task[None] | None = None
@@ -77,18 +80,24 @@ class IntakeFirst:
         clients = self._clients()  # asked once: it is the most since the last look
         limit = self._seconds()
         full = busy >= (STILL_BUSY if self.active else SATURATED)
-        if not (limit > 0 and full and clients >= MIN_SESSIONS):
-            if self._spent or self.active:
-                self._calm_since = now
-            self._spent = False
-            return self._end(now, f"the burst is over (core {busy:.0%} busy, {clients} clients at most)")
+        if limit > 0 and full and clients >= MIN_SESSIONS:
+            self._seen = now
+        over = now - self._seen >= END_AFTER
         if self.active:
+            if limit <= 0:
+                return self._end(now, "intake_first is 0")
+            if over:
+                return self._end(now, f"the burst is over (core {busy:.0%} busy, {clients} clients at most)")
             if now - self._since >= limit:
                 self._spent = True
                 return self._end(now, f"clients still sending after {limit:g}s; deliveries take their share again")
             return False
+        if over:
+            if self._spent:  # a burst that outlasted its hold has ended: the calm starts now
+                self._spent, self._calm_since = False, now
+            return False
         rested = self._calm_since is None or now - self._calm_since >= limit
-        if not self._spent and rested:
+        if self._seen == now and not self._spent and rested:
             self.active, self._since = True, now
             log.info("intake first: the core is %.0f%% busy and %d clients are sending; one delivery at a time "
                      "for up to %gs", busy * 100, clients, limit)

@@ -21,6 +21,7 @@ from the message in memory, with no claim transaction and no read of its body.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import secrets
@@ -41,6 +42,10 @@ from .workers.slot import current
 log = logging.getLogger("mailpipe.scheduler")
 SAFETY_WAKE = 60.0
 LEASE_MARGIN = 300.0
+HOLD_MESSAGES = 1000
+"""New messages a worker keeps claimed in memory while the intake goes first (then: stored for a claim)."""
+HOLD_BYTES = 16 * 1024 * 1024
+"""... and their bytes at most (a body up to the queue's inline limit is held with its message)."""
 
 
 def new_owner() -> str:
@@ -63,6 +68,8 @@ class Scheduler:
         self.inflight: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._reserved = 0  # slots promised to messages the intake is storing (the hand-off)
+        self._held: collections.deque[Message] = collections.deque()  # handed off while the intake goes first
+        self._held_bytes = 0
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._renewed = clock.now()
@@ -104,7 +111,7 @@ class Scheduler:
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="mailpipe-scheduler")
         if self.intake_first is not None:
-            self.intake_first.start(on_release=self.wake)
+            self.intake_first.start(on_release=self._intake_first_over)
 
     async def stop(self, grace: float) -> None:
         """Start nothing new; wait up to ``grace`` seconds for deliveries in flight, then cut them."""
@@ -122,6 +129,9 @@ class Scheduler:
             if pending:
                 await asyncio.wait(pending)
                 log.warning("%d deliveries cut short by shutdown; they stay queued", len(pending))
+        held, self._held, self._held_bytes = list(self._held), collections.deque(), 0
+        for message in held:  # never attempted: due again at once, for the next start or another node
+            await self.queue.release(message.id, self.owner)
 
     # -- the hand-off ---------------------------------------------------------------------
 
@@ -129,26 +139,52 @@ class Scheduler:
         """Called by the gateway before it stores a new message: a slot for it, and the lease end to store.
 
         None when the message is to be stored for a later claim: the loop is not running or is
-        stopping, mail waits for a schedule window, or no more than a quarter of the slots is free.
+        stopping, mail waits for a schedule window, or no more than a quarter of the slots is free
+        — unless the intake goes first (``intakefirst.py``) and the held backlog has room: the
+        message is then stored claimed and held in memory until a slot is free (``adopt``), so the
+        burst's mail is delivered after it without a claim transaction or a read of its body.
         A reservation ends with ``adopt`` (stored) or ``unreserve`` (not stored).
         """
         concurrency = self._concurrency()
         if self._task is None or self._stopping or not self._settings().send_immediately:
             return None
         free = concurrency - len(self.inflight) - self._reserved
-        if free <= concurrency // 4:
+        if free <= concurrency // 4 and not self._may_hold():
             return None
         self._reserved += 1
         return self.clock.now() + self.lease_seconds
+
+    def _may_hold(self) -> bool:
+        return (self.intake_first is not None and self.intake_first.active
+                and len(self._held) + self._reserved < HOLD_MESSAGES and self._held_bytes < HOLD_BYTES)
 
     def unreserve(self) -> None:
         """The reserved message was not stored: its slot is free again."""
         self._reserved = max(0, self._reserved - 1)
 
     def adopt(self, message: Message) -> None:
-        """The reserved message is stored, claimed by this scheduler: start its attempt now."""
+        """The reserved message is stored, claimed by this scheduler: start its attempt now, or hold it until a
+        slot is free (the intake goes first)."""
         self.unreserve()
-        self._start(message)
+        if len(self.inflight) < self._concurrency() and not self._held:
+            self._start(message)
+            return
+        self._held.append(message)
+        self._held_bytes += message.size
+        self._wake.set()
+
+    def _intake_first_over(self) -> None:
+        """The burst is over (or had its time): deliveries take their full share, held messages first."""
+        if self._held:
+            log.info("%d messages held during the burst are delivered now", len(self._held))
+        self.wake()
+
+    def _start_held(self) -> None:
+        """Start held messages, oldest first, while slots are free."""
+        while self._held and len(self.inflight) < self._concurrency() and not self._stopping:
+            message = self._held.popleft()
+            self._held_bytes -= message.size
+            self._start(message)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -160,6 +196,7 @@ class Scheduler:
                 await self._renew(now)
                 timeout = SAFETY_WAKE
                 if self.windows.may_send(now):
+                    self._start_held()
                     free = self._concurrency() - len(self.inflight)
                     # Claim in batches: under load, a claim per finished delivery would cost the queue
                     # one job each; waiting until a quarter of the slots is free costs little latency.
@@ -207,12 +244,13 @@ class Scheduler:
         return timeout
 
     async def _renew(self, now: float) -> None:
-        """Extend the leases of attempts in progress, a third of a lease after the last renewal."""
+        """Extend the leases of attempts in progress and of held messages, a third of a lease after the last
+        renewal."""
         lease = self.lease_seconds
-        if not self.inflight or now - self._renewed < lease / 3:
+        if not (self.inflight or self._held) or now - self._renewed < lease / 3:
             return
         self._renewed = now
-        await self.queue.renew(self.owner, list(self.inflight), now + lease)
+        await self.queue.renew(self.owner, [*self.inflight, *(m.id for m in self._held)], now + lease)
 
     async def tick(self, now: float | None = None, timeout: float = 60.0) -> int:
         """One pass of the delivery loop at ``now`` (clock time), waited for; return messages started.
@@ -243,6 +281,7 @@ class Scheduler:
     async def run_due(self, now: float | None = None) -> int:
         """Claim due messages up to the free capacity and start their attempts; return how many."""
         now = self.clock.now() if now is None else now
+        self._start_held()
         capacity = self._concurrency() - len(self.inflight) - self._reserved
         if capacity <= 0 or self._stopping:
             return 0
