@@ -164,7 +164,7 @@ class ConnectionSlots:
         return None
 
     def busiest(self) -> int:
-        """The most connections open at once since the last call (the intake-first look, every 0.1 s)."""
+        """The most connections open at once since the last call (the intake-first look, every 25 ms)."""
         peak, self.peak = self.peak, self.active
         return peak
 
