@@ -7,10 +7,11 @@ gateway in front of internal servers is better off taking a burst at full speed 
 are waiting; the mail is safe once committed) and delivering it right after: Exim's
 ``queue_only_load`` does the same when the load is high.
 
-So when this worker's process uses at least ``SATURATED`` of a core while at least
+So when this worker's event loop wants at least ``SATURATED`` of a core (it is running or
+waiting for a CPU that long: see ``loop_demand``) while at least
 ``MIN_SESSIONS`` clients are connected to it, the scheduler starts **one delivery at a
-time** (never none: mail keeps moving) for as long as the clients stay and the process
-still uses ``STILL_BUSY`` of a core, and at most ``intake_first`` seconds. Then the
+time** (never none: mail keeps moving) for as long as the clients stay and the loop
+still wants ``STILL_BUSY`` of a core, and at most ``intake_first`` seconds. Then the
 deliveries take their full share again even if the burst goes on, and the intake goes first
 again only after as long a time without a burst — so under load that never ends the queue
 does not grow without bound, and a site that sends all day is served as before. Bursts are
@@ -28,6 +29,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger("mailpipe.scheduler")
 
@@ -36,10 +38,27 @@ TICK = 0.025
 END_AFTER = 0.1
 """Seconds without a look that saw the burst after which it counts as over (one quiet look is not enough)."""
 SATURATED = 0.8
-"""The share of one core this process uses (all its threads) from which the core counts as full."""
+"""The share of one core the event loop wants (running, or runnable and waiting for a CPU) from which the
+worker counts as full."""
 STILL_BUSY = 0.25
 """Once the intake goes first, the share of a core below which the burst counts as over (the intake alone
-may use less than a full core; deliveries then take the rest)."""
+may want less than a full core; deliveries then take the rest)."""
+SCHEDSTAT = Path("/proc/thread-self/schedstat")
+
+
+def loop_demand() -> float:
+    """Seconds the calling thread (the event loop: the looks run on it) has run or waited to run on a CPU.
+
+    Time spent runnable but waiting counts: on a machine whose cores are shared (the SMTP clients, a
+    co-located sink, other services in their own cgroups), a loop with work every moment may get only
+    half a core, and its own CPU time would say "half idle". Linux's schedstat (``run_ns wait_ns
+    slices``) says both; without it (another OS, schedstats off) the thread's CPU time is used.
+    """
+    try:
+        run, wait, _ = SCHEDSTAT.read_text().split()
+    except (OSError, ValueError):
+        return time.thread_time()
+    return (int(run) + int(wait)) / 1e9
 MIN_SESSIONS = 2
 """Clients connected to this worker from which a full core counts as a burst of incoming mail."""
 
@@ -49,11 +68,12 @@ class IntakeFirst:
 
     ``clients`` is how many clients are connected to this worker; ``seconds`` the
     ``delivery.intake_first`` in force (read at every look, so a reload applies at once);
-    ``cpu`` and ``clock`` are the process's CPU seconds and a monotonic clock (tests pass their own).
+    ``cpu`` and ``clock`` are the loop's demand in seconds (``loop_demand``) and a monotonic clock (tests
+    pass their own).
     """
 
     def __init__(self, clients: Callable[[], int], seconds: Callable[[], float], *,
-                 cpu: Callable[[], float] = time.process_time, clock: Callable[[], float] = time.monotonic) -> None:
+                 cpu: Callable[[], float] = loop_demand, clock: Callable[[], float] = time.monotonic) -> None:
         self._clients = clients
         self._seconds = seconds
         self._cpu = cpu

@@ -21,12 +21,17 @@ the record of one message and the store of the next thus share a commit, and the
 never queues behind a commit of records that started just before it. They wait only while
 clients are sending (an urgent write came in the last ``RECENT`` seconds): when the queue is
 drained after a burst or an outage nothing will join, and waiting would only slow the drain.
+
+The thread is a *batch* thread (Linux ``SCHED_BATCH``, see ``as_batch_thread``): its wake-ups
+do not preempt the event loop in the middle of its work; it runs when the loop waits for
+input or its time slice ends, and by then more jobs have come to share its commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -45,6 +50,32 @@ PATIENCE = 0.003
 """Seconds a patient write (an attempt's record) may wait for an urgent one to share its commit."""
 RECENT = 0.03
 """A patient write waits only when a durable urgent write (a message stored) came less than this long ago."""
+
+
+def as_batch_thread() -> bool:
+    """Called by the writer thread as it starts: make the calling thread ``SCHED_BATCH``; whether it is.
+
+    A thread woken by a job (a normal thread) preempts the event loop at once when they share a
+    core (a pinned worker, or a machine busy with other work): the loop is cut off in the middle of
+    reading a client's command, twice per message, and both lose their caches. A batch thread is
+    never preferred at wake-up; the loop keeps its slice, the commit it is about to wait for comes
+    when it yields (the loop waits for input far more often than a slice lasts), and the writer
+    finds more jobs to group when it runs. Measured with 20 clients, a new connection per message,
+    two pinned workers sharing the machine with the clients and the sink (bench/run.py): intake
+    1,860 -> 2,220-2,350 msgs/s, end to end 1,290-1,360 -> 1,500-1,570; one client unchanged
+    (its loop waits for each commit: the core is idle and the writer runs at once). Where the
+    platform has no such policy (or refuses it) the thread stays a normal one.
+    """
+    setter = getattr(os, "sched_setscheduler", None)
+    policy = getattr(os, "SCHED_BATCH", None)
+    if setter is None or policy is None:
+        return False
+    try:
+        setter(0, policy, os.sched_param(0))  # pid 0: the calling thread
+    except OSError as exc:
+        log.debug("the SQLite writer thread stays a normal thread: %s", exc)
+        return False
+    return True
 
 
 @dataclass
@@ -107,6 +138,7 @@ class DbWorker:
         self._jobs.put(_Work(fn, True, None, None, False))
 
     def _run(self) -> None:
+        as_batch_thread()
         try:
             conn = self._connect()
         except BaseException as exc:  # reported to start()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mailpipe.core.intakefirst import END_AFTER, MIN_SESSIONS, SATURATED, STILL_BUSY, TICK, IntakeFirst
+from mailpipe.core.intakefirst import END_AFTER, MIN_SESSIONS, SATURATED, STILL_BUSY, TICK, IntakeFirst, loop_demand
 from tests.peers.harness import Harness
 from tests.peers.net import wait_until
 from tests.peers.sink import RecordingSink
@@ -46,6 +46,22 @@ class Machine:
                 return n
             assert self.gate.active
         raise AssertionError("the hold never ended")
+
+
+def test_the_loops_demand_counts_its_work_and_not_its_sleep() -> None:
+    """``loop_demand`` (the default reading): time the calling thread ran or waited to run; a thread that
+    computes for 0.2 s adds about that much, one that sleeps 0.2 s adds next to nothing."""
+    import time
+
+    start = loop_demand()
+    end = time.monotonic() + 0.2
+    while time.monotonic() < end:
+        pass
+    worked = loop_demand() - start
+    assert 0.15 <= worked <= 0.3
+    start = loop_demand()
+    time.sleep(0.2)
+    assert loop_demand() - start < 0.05
 
 
 def test_a_full_core_with_clients_sending_holds_deliveries_to_one() -> None:

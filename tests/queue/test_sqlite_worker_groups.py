@@ -150,3 +150,44 @@ def test_a_patient_write_waits_only_while_messages_are_being_stored(tmp_path, mo
         assert took >= 3.0
     else:
         assert took < 2.0
+
+
+async def store(worker: DbWorker, value: str) -> int:
+    return await worker.submit(insert(value), write=True)
+
+
+def test_the_writer_thread_is_a_batch_thread_and_its_jobs_still_run(tmp_path):
+    """Linux: the writer thread runs SCHED_BATCH (its wake-ups do not preempt the event loop it serves);
+    it still takes every job, and the loop's own thread keeps its normal policy."""
+    import os
+
+    if not hasattr(os, "SCHED_BATCH"):
+        pytest.skip("no SCHED_BATCH on this platform")
+    path = tmp_path / "q.sqlite3"
+    worker = open_worker(path)
+    try:
+        policy = os.sched_getscheduler(worker._thread.native_id)
+        assert policy == os.SCHED_BATCH
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
+        assert asyncio.run(store(worker, "after")) == 1
+        assert rows(path) == ["after"]
+    finally:
+        worker.stop()
+
+
+def test_a_refused_batch_policy_leaves_a_normal_thread_that_works(tmp_path, monkeypatch):
+    """A platform or sandbox that refuses the policy: one debug line, the thread stays normal and works."""
+    import os
+
+    def refuse(*_args):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse, raising=False)
+    path = tmp_path / "q.sqlite3"
+    worker = open_worker(path)
+    try:
+        assert worker_module.as_batch_thread() is False
+        assert asyncio.run(store(worker, "plain")) == 1
+        assert rows(path) == ["plain"]
+    finally:
+        worker.stop()
