@@ -16,7 +16,8 @@ deliveries take their full share again even if the burst goes on, and the intake
 again only after as long a time without a burst — so under load that never ends the queue
 does not grow without bound, and a site that sends all day is served as before. Bursts are
 looked for every ``TICK`` seconds and end when no look saw one for ``END_AFTER``; the end of
-one wakes the scheduler, which claims what waited. ``intake_first: 0`` turns it off.
+one wakes the scheduler, which starts the mail it held during the burst first (stored claimed,
+kept in memory: ``Scheduler.reserve``), then claims what else waited. ``intake_first: 0`` turns it off.
 
 Owned by the scheduler (``Scheduler.start``/``stop``), which asks ``concurrency`` before
 starting deliveries; the gateway tells it how many clients are connected.
@@ -92,7 +93,7 @@ class IntakeFirst:
 
     def look(self) -> bool:
         """One look at the core and the clients (every ``TICK``); True when deliveries take their full share
-        again (the caller wakes the scheduler to claim what waited)."""
+        again (the caller wakes the scheduler: held mail first, then what waited in the queue)."""
         now, cpu = self._clock(), self._cpu()
         elapsed = now - self._last[0]
         busy = (cpu - self._last[1]) / elapsed if elapsed > 0 else 0.0

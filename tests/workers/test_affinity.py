@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mailpipe.core.workers.affinity import core_for
+from mailpipe.core.workers.affinity import core_for, pin
 from mailpipe.core.workers.slot import WorkerSlot
 from tests.peers.net import wait_until
 from tests.peers.sink import RecordingSink
@@ -48,6 +48,25 @@ def test_which_core_a_worker_takes(slot: WorkerSlot, allowed: set[int], expected
 def sink():
     with RecordingSink() as s:
         yield s
+
+
+def test_a_refused_pinning_is_logged_and_the_worker_runs_unpinned(monkeypatch, caplog) -> None:
+    """A restricted container refuses ``sched_setaffinity``: one warning naming the worker, no core, and
+    this process's own affinity untouched."""
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no sched_setaffinity on this platform")
+    before = os.sched_getaffinity(0)
+
+    def refuse(*_args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    monkeypatch.setattr(os, "sched_setaffinity", refuse)
+    with caplog.at_level("WARNING", logger="mailpipe.workers"):
+        assert pin(WorkerSlot(1, 2, os.getpid())) is None
+    assert "could not be pinned to a core" in caplog.text and "Operation not permitted" in caplog.text
+    monkeypatch.undo()
+    assert os.sched_getaffinity(0) == before
 
 
 @needs_two_cores
