@@ -40,6 +40,12 @@ def _phrase(error: Any) -> str:
     }
     if kind in simple:
         return simple[kind]
+    if kind == "int_parsing_size":  # e.g. 9.2e18 for a port: beyond what a whole number may be here
+        return "expected a whole number of a sensible size"
+    if kind.startswith("int_"):
+        return "expected a whole number"
+    if kind.startswith("float_"):
+        return "expected a number"
     if kind in ("value_error", "assertion_error"):
         return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if kind in ("literal_error", "enum"):

@@ -169,3 +169,18 @@ def test_any_text_as_a_configuration_file(base: tuple[Path, dict[str, Any]], tex
     assert res.exit_code in (0, 2), (res.exit_code, res.output)
     if res.exit_code == 2:
         assert_refused_cleanly(path, res.stderr)
+
+
+@pytest.mark.parametrize("value", [9.223372036854776e+18, 1e300, -1e30])
+def test_a_number_too_big_for_a_whole_number_is_refused_in_plain_words(base: tuple[Path, dict[str, Any]],
+                                                                       value: float) -> None:
+    """Found by the property above (CI, session 7): a float beyond a 64-bit integer for ``delivery.port`` made
+    pydantic say "unable to parse input string as an integer, exceeded maximum size"."""
+    path, config = base
+    tree = copy(config)
+    tree["delivery"]["port"] = value
+    write(path, tree)
+    res = invoke("check", "-c", str(path))
+    assert res.exit_code == 2, res.output
+    assert_refused_cleanly(path, res.stderr)
+    assert f"error: {path}: delivery.port: expected a whole number" in res.stderr, res.stderr
