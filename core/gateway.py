@@ -33,6 +33,7 @@ from .errors import required
 from .events import Event, Events
 from .housekeeping import Housekeeping
 from .intake import Intake, IntakeServices
+from .intake.handoff import AFTER_NEXT_REPLY
 from .intakefirst import IntakeFirst
 from .message import Message, RecipientState
 from .queue import QueueBackend, StoreAndClaim
@@ -168,7 +169,7 @@ class Gateway:
             scheduler.unreserve()
             raise
         self._adopted.add(message.id)
-        scheduler.adopt(claimed)
+        scheduler.adopt(claimed, after=AFTER_NEXT_REPLY.get())  # a session's first message: intake/handoff.py
 
     def _stored(self, message: Message) -> None:
         if message.id in self._adopted:  # already being delivered: nothing for the scheduler to look for

@@ -15,7 +15,11 @@ The hand-off: a message the intake is storing may be claimed by this scheduler i
 same transaction (``reserve``, then the queue's ``store_claimed``, then ``adopt``) when
 mail is sent immediately and more than a quarter of the slots are free (the rest is left
 to claims, so mail that waits is not starved by new mail under load); its attempt starts
-from the message in memory, with no claim transaction and no read of its body.
+from the message in memory, with no claim transaction and no read of its body. For a
+session's first message the intake asks that the attempt wait for the client's next reply
+(``core/intake/handoff.py``: a client that sends one message per connection then has its
+``QUIT`` answered before the attempt's first steps run); it starts after ``START_WITHIN``
+at the latest.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 
 from .clock import Clock
 from .delivery import Delivery
@@ -46,6 +51,8 @@ HOLD_MESSAGES = 1000
 """New messages a worker keeps claimed in memory while the intake goes first (then: stored for a claim)."""
 HOLD_BYTES = 16 * 1024 * 1024
 """... and their bytes at most (a body up to the queue's inline limit is held with its message)."""
+START_WITHIN = 0.05
+"""Seconds at most a handed-off attempt waits for its client's next reply (``adopt``'s ``after``)."""
 
 
 def new_owner() -> str:
@@ -70,6 +77,8 @@ class Scheduler:
         self._reserved = 0  # slots promised to messages the intake is storing (the hand-off)
         self._held: collections.deque[Message] = collections.deque()  # handed off while the intake goes first
         self._held_bytes = 0
+        # handed off, waiting for their client's next reply (or START_WITHIN): id -> message, fallback timer
+        self._waiting: dict[str, tuple[Message, asyncio.TimerHandle]] = {}
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._renewed = clock.now()
@@ -81,6 +90,10 @@ class Scheduler:
 
     def _settings(self) -> DeliverySettings:
         return self.runtimes.current.settings.delivery
+
+    def _occupied(self) -> int:
+        """Slots taken: attempts running, and handed-off attempts about to start."""
+        return len(self.inflight) + len(self._waiting)
 
     def _concurrency(self) -> int:
         """``delivery.concurrency`` is for the whole gateway: one of several workers runs its share; one at a
@@ -129,7 +142,10 @@ class Scheduler:
             if pending:
                 await asyncio.wait(pending)
                 log.warning("%d deliveries cut short by shutdown; they stay queued", len(pending))
-        held, self._held, self._held_bytes = list(self._held), collections.deque(), 0
+        for _, timer in self._waiting.values():
+            timer.cancel()
+        waiting, self._waiting = [message for message, _ in self._waiting.values()], {}
+        held, self._held, self._held_bytes = [*waiting, *self._held], collections.deque(), 0
         for message in held:  # never attempted: due again at once, for the next start or another node
             await self.queue.release(message.id, self.owner)
 
@@ -148,7 +164,7 @@ class Scheduler:
         concurrency = self._concurrency()
         if self._task is None or self._stopping or not self._settings().send_immediately:
             return None
-        free = concurrency - len(self.inflight) - self._reserved
+        free = concurrency - self._occupied() - self._reserved
         if free <= concurrency // 4 and not self._may_hold():
             return None
         self._reserved += 1
@@ -162,16 +178,38 @@ class Scheduler:
         """The reserved message was not stored: its slot is free again."""
         self._reserved = max(0, self._reserved - 1)
 
-    def adopt(self, message: Message) -> None:
-        """The reserved message is stored, claimed by this scheduler: start its attempt now, or hold it until a
-        slot is free (the intake goes first)."""
+    def adopt(self, message: Message, after: Callable[[Callable[[], None]], None] | None = None) -> None:
+        """The reserved message is stored, claimed by this scheduler: start its attempt now — or, given
+        ``after`` (``core/intake/handoff.py``), when its client has had its next reply, at most
+        ``START_WITHIN`` later — or hold it until a slot is free (the intake goes first)."""
         self.unreserve()
-        if len(self.inflight) < self._concurrency() and not self._held:
-            self._start(message)
+        if self._occupied() < self._concurrency() and not self._held:
+            if after is None:
+                self._start(message)
+                return
+            timer = asyncio.get_running_loop().call_later(START_WITHIN, self._start_waiting, message.id)
+            self._waiting[message.id] = (message, timer)
+            after(lambda: self._start_waiting(message.id))
             return
         self._held.append(message)
         self._held_bytes += message.size
         self._wake.set()
+
+    def _start_waiting(self, message_id: str) -> None:
+        """A handed-off attempt's wait is over (its client's next reply, or the timer): start it once."""
+        entry = self._waiting.pop(message_id, None)
+        if entry is None:
+            return
+        message, timer = entry
+        timer.cancel()
+        if self._stopping:  # stop() releases it
+            self._waiting[message_id] = (message, timer)
+            return
+        self._start(message)
+
+    def _start_all_waiting(self) -> None:
+        for message_id in list(self._waiting):
+            self._start_waiting(message_id)
 
     def _intake_first_over(self) -> None:
         """The burst is over (or had its time): deliveries take their full share, held messages first."""
@@ -181,7 +219,7 @@ class Scheduler:
 
     def _start_held(self) -> None:
         """Start held messages, oldest first, while slots are free."""
-        while self._held and len(self.inflight) < self._concurrency() and not self._stopping:
+        while self._held and self._occupied() < self._concurrency() and not self._stopping:
             message = self._held.popleft()
             self._held_bytes -= message.size
             self._start(message)
@@ -197,17 +235,17 @@ class Scheduler:
                 timeout = SAFETY_WAKE
                 if self.windows.may_send(now):
                     self._start_held()
-                    free = self._concurrency() - len(self.inflight)
+                    free = self._concurrency() - self._occupied()
                     # Claim in batches: under load, a claim per finished delivery would cost the queue
                     # one job each; waiting until a quarter of the slots is free costs little latency.
                     if now < self._idle_until:  # a finished attempt woke us; nothing in the queue is due yet
-                        if not self.inflight:
+                        if not self._occupied():
                             self.windows.run_ended(now)
                         timeout = self._timeout(now, self._idle_until)
-                    elif free >= max(1, self._concurrency() // 4) or not self.inflight:
+                    elif free >= max(1, self._concurrency() // 4) or not self._occupied():
                         started = await self.run_due(now)
                         if started < free:  # nothing more is due now: sleep until the next due time
-                            if not started and not self.inflight:
+                            if not started and not self._occupied():
                                 self.windows.run_ended(now)
                             timeout = await self._sleep_time(now)
                 else:
@@ -239,7 +277,7 @@ class Scheduler:
         if self.windows.waiting_for_window:
             window = self.windows.next_window(now)
             timeout = SAFETY_WAKE if window is None else max(0.0, min(SAFETY_WAKE, window - now))
-        if len(self.inflight) >= self._concurrency():
+        if self._occupied() >= self._concurrency():
             timeout = SAFETY_WAKE  # a finishing delivery wakes us
         return timeout
 
@@ -247,10 +285,11 @@ class Scheduler:
         """Extend the leases of attempts in progress and of held messages, a third of a lease after the last
         renewal."""
         lease = self.lease_seconds
-        if not (self.inflight or self._held) or now - self._renewed < lease / 3:
+        if not (self._occupied() or self._held) or now - self._renewed < lease / 3:
             return
         self._renewed = now
-        await self.queue.renew(self.owner, [*self.inflight, *(m.id for m in self._held)], now + lease)
+        await self.queue.renew(self.owner, [*self.inflight, *self._waiting, *(m.id for m in self._held)],
+                               now + lease)
 
     async def tick(self, now: float | None = None, timeout: float = 60.0) -> int:
         """One pass of the delivery loop at ``now`` (clock time), waited for; return messages started.
@@ -266,6 +305,7 @@ class Scheduler:
             return 0
         deadline = time.monotonic() + timeout
         total = 0
+        self._start_all_waiting()
         while True:
             started = await self.run_due(now)
             total += started
@@ -282,7 +322,7 @@ class Scheduler:
         """Claim due messages up to the free capacity and start their attempts; return how many."""
         now = self.clock.now() if now is None else now
         self._start_held()
-        capacity = self._concurrency() - len(self.inflight) - self._reserved
+        capacity = self._concurrency() - self._occupied() - self._reserved
         if capacity <= 0 or self._stopping:
             return 0
         messages = await self.queue.claim_due(now, capacity, self.owner, now + self.lease_seconds)
@@ -312,6 +352,7 @@ class Scheduler:
     async def run_until_idle(self, now: float | None = None, timeout: float = 60.0) -> None:
         """Deliver everything due at ``now`` and wait for it (tests and one-shot runs)."""
         deadline = time.monotonic() + timeout
+        self._start_all_waiting()
         while True:
             await self.run_due(now)
             if not self.inflight:

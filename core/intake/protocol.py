@@ -59,6 +59,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, TLSSetupException, syntax
 
 from .auth import RelayLogin
 from .data import read_data
+from .handoff import AFTER_NEXT_REPLY, Start
 
 log = logging.getLogger("mailpipe.intake")
 
@@ -209,6 +210,8 @@ class GatewaySMTP(SMTP):
         self._refused = False
         self._reply_lines: list[bytes] = []
         self._idle_deadline = 0.0
+        self._messages = 0  # messages this session has handed over (DATA answered by the handler)
+        self._after_reply: list[Start] = []  # attempts to start after the next reply (handoff.py)
 
     def _smtp_init(
         self, handler: Any, *, data_size_limit: int | None = _aiosmtpd.DATA_SIZE_DEFAULT, enable_SMTPUTF8: bool = False,
@@ -323,6 +326,7 @@ class GatewaySMTP(SMTP):
         if self._counted:
             self._counted = False
             self._slots.closed(self, self._client)
+        self._start_after_reply()
         super().connection_lost(error)
 
     def eof_received(self) -> bool | None:
@@ -346,9 +350,20 @@ class GatewaySMTP(SMTP):
             line = b"".join(self._reply_lines) + line
             self._reply_lines.clear()
         self._writer.write(line + b"\r\n")  # aiosmtpd's push, without its per-reply debug formatting
+        if self._after_reply:
+            self._start_after_reply()
         if _aiosmtpd.log.isEnabledFor(logging.DEBUG):
             _aiosmtpd.log.debug("%r << %r", self._client, line)
         await self._writer.drain()
+
+    def _start_after_reply(self) -> None:
+        """The reply the handed-off attempts waited for is written (or the session ended): start them."""
+        starts, self._after_reply = self._after_reply, []
+        for start in starts:
+            try:
+                start()
+            except Exception:  # the scheduler's business; the session goes on
+                log.exception("starting a delivery after the reply failed")
 
     # -- the idle timer -----------------------------------------------------------------
 
@@ -446,9 +461,17 @@ class GatewaySMTP(SMTP):
             await self.push(result.error or "451 4.3.0 Error")
             return
         self.envelope.content = self.envelope.original_content = result.content
-        status = await self._call_handler_hook("DATA")
+        waiting: list[Start] = []
+        token = AFTER_NEXT_REPLY.set(waiting.append) if self._messages == 0 else None
+        try:
+            status = await self._call_handler_hook("DATA")
+        finally:
+            if token is not None:
+                AFTER_NEXT_REPLY.reset(token)
+        self._messages += 1
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
+        self._after_reply.extend(waiting)  # after this reply: the next one
 
     # -- relay logins (AUTH) ------------------------------------------------------------
 

@@ -120,7 +120,7 @@ def test_the_constructor_builds_what_aiosmtpds_builds() -> None:
             SMTP.__init__(theirs, handler, **kwargs)
             mine = {k for k in vars(ours) if k not in vars(theirs)}
             assert mine <= {"_slots", "_data_timeout", "_relay_login", "_client", "_counted", "_refused",
-                            "_reply_lines", "_idle_deadline"}, mine
+                            "_reply_lines", "_idle_deadline", "_messages", "_after_reply"}, mine
             for key, value in vars(theirs).items():
                 assert key in vars(ours), key
                 if key in ("_stream_reader_wr", "_strong_reader", "_closed", "_loop"):

@@ -9,12 +9,13 @@ duplicates apart by the gateway's queue ID in the Received header.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import smtplib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -68,9 +69,21 @@ class ResendingLoad:
     resent: set[int] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
     abort: threading.Event = field(default_factory=threading.Event)  # a thread failed: the others stop early
+    go: threading.Event = field(default_factory=threading.Event)  # cleared: no session starts a new message
 
     def __post_init__(self) -> None:
         self.ends = time.monotonic() + self.deadline
+        self.go.set()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No session starts another message meanwhile (messages in flight go on): for a killer that waits
+        for the gateway to come back, so that the load does not run out before its next kill."""
+        self.go.clear()
+        try:
+            yield
+        finally:
+            self.go.set()
 
     def session(self, ids: list[int]) -> int:
         """Send ``ids`` one by one, resending after an error (bounded); return how many got a 250."""
@@ -78,6 +91,9 @@ class ResendingLoad:
         sent = 0
         try:
             for n in ids:
+                while not self.go.wait(0.1):  # bounded by the deadline and by abort, like everything here
+                    if self.abort.is_set() or time.monotonic() > self.ends:
+                        return sent
                 for _attempt in range(30):  # bounded retransmissions of one message
                     if self.abort.is_set() or time.monotonic() > self.ends:
                         return sent

@@ -69,7 +69,8 @@ def test_kill_restart_under_load(mailpipe_factory, workdir):
                 gw.kill()
                 assert gw.proc.returncode == -signal.SIGKILL, gw.proc.returncode
                 kills.append({"point": point, "acknowledged": at, "delivered": delivered})
-                gw.start()
+                with load.paused():  # no new message until it is back: the load must outlast the next kill
+                    gw.start()
             return kills
 
         started = time.monotonic()

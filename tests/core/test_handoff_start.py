@@ -1,0 +1,112 @@
+"""A handed-off message's attempt starts after its client's next reply (core/intake/handoff.py).
+
+The real gateway with its SMTP intake and running scheduler, a real SMTP sink, a real SMTP client
+(aiosmtplib). ``START_WITHIN`` is made long here, so the order is the intake's doing: a session's first
+message waits in the scheduler until the client has had its next reply (or has gone); a later message
+of the same session starts at once; a client that stays silent has its message delivered after
+``START_WITHIN``; a scheduler stopped meanwhile releases the waiting message, due again at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+
+from mailpipe.core import scheduler as scheduler_module
+from tests.peers.harness import Harness, simple_message, until
+from tests.peers.sink import RecordingSink
+from tests.smarthost.helpers import smarthost_config
+
+
+def message(n: int) -> bytes:
+    return simple_message("alice@example.org", [f"bob{n}@remote.test"], subject=f"handoff {n}")
+
+
+async def client(h: Harness) -> aiosmtplib.SMTP:
+    host, port = h.listen_address
+    smtp = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False, timeout=10)
+    await smtp.connect()
+    return smtp
+
+
+@pytest.fixture
+def sink():
+    with RecordingSink("127.0.1.63") as s:
+        yield s
+
+
+def run(workdir: Path, sink: RecordingSink, scenario) -> None:
+    config = smarthost_config(workdir, {"server": f"{sink.host}:{sink.port}", "tls": "none"})
+
+    async def main() -> None:
+        async with Harness(workdir, config, listen=True) as h:
+            h._gw.scheduler.start()
+            await scenario(h, h._gw.scheduler)
+
+    asyncio.run(main())
+
+
+def test_a_sessions_first_message_starts_after_the_next_reply_and_later_ones_at_once(workdir, sink, monkeypatch):
+    monkeypatch.setattr(scheduler_module, "START_WITHIN", 30.0)
+
+    async def scenario(h: Harness, scheduler) -> None:
+        smtp = await client(h)
+        await smtp.sendmail("alice@example.org", ["bob1@remote.test"], message(1))
+        assert len(scheduler._waiting) == 1 and not sink.messages, "started before the client's next command"
+        await smtp.noop()  # the next reply: now it starts
+        await until(lambda: len(sink.messages) == 1, 10, "the first message at the sink")
+        assert not scheduler._waiting
+        await smtp.sendmail("alice@example.org", ["bob2@remote.test"], message(2))
+        assert not scheduler._waiting, "a later message of the session waited"
+        await until(lambda: len(sink.messages) == 2, 10, "the second message at the sink")
+        await smtp.quit()
+
+        smtp = await client(h)  # a client that goes away without another command
+        await smtp.sendmail("alice@example.org", ["bob3@remote.test"], message(3))
+        assert len(scheduler._waiting) == 1
+        smtp.close()
+        await until(lambda: len(sink.messages) == 3, 10, "the message of the client that went away")
+
+    run(workdir, sink, scenario)
+    assert sorted(m.rcpt_tos[0] for m in sink.messages) == ["bob1@remote.test", "bob2@remote.test",
+                                                            "bob3@remote.test"]
+
+
+def test_a_silent_client_has_its_message_delivered_after_start_within(workdir, sink, monkeypatch):
+    monkeypatch.setattr(scheduler_module, "START_WITHIN", 0.2)
+
+    async def scenario(h: Harness, scheduler) -> None:
+        smtp = await client(h)
+        await smtp.sendmail("alice@example.org", ["bob@remote.test"], message(1))
+        await until(lambda: len(sink.messages) == 1, 10, "the message of a silent client")
+        assert not scheduler._waiting
+        await smtp.quit()
+
+    run(workdir, sink, scenario)
+
+
+def test_a_waiting_message_is_released_when_the_scheduler_stops(workdir, sink, monkeypatch):
+    """Stopped while a message waits for its client's next reply: not started, its lease released, due now."""
+    monkeypatch.setattr(scheduler_module, "START_WITHIN", 30.0)
+    ids: list[str] = []
+
+    async def scenario(h: Harness, scheduler) -> None:
+        smtp = await client(h)
+        await smtp.sendmail("alice@example.org", ["bob@remote.test"], message(1))
+        assert len(scheduler._waiting) == 1
+        ids.extend(scheduler._waiting)
+        await scheduler.stop(5.0)
+        assert not scheduler._waiting
+        await smtp.noop()  # the reply comes after the stop: nothing starts
+        assert not scheduler.inflight and not sink.messages
+        assert (await h.states(ids[0])) == {"bob@remote.test": "pending"}
+        now = time.time() + 1  # the queue releases at the wall clock's time (the harness's clock is manual)
+        claimed = await h._gw.queue.claim_due(now, 10, "another-node", now + 60)
+        assert [m.id for m in claimed] == ids, "the released message is not due at once"
+        smtp.close()
+
+    run(workdir, sink, scenario)
