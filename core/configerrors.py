@@ -29,6 +29,7 @@ def _phrase(error: Any) -> str:
     simple = {
         "int_parsing": "expected a whole number", "int_type": "expected a whole number",
         "int_from_float": "expected a whole number", "float_parsing": "expected a number",
+        "int_parsing_size": "expected a whole number of a sensible size",  # e.g. 9.2e18 for a port
         "float_type": "expected a number", "bool_parsing": "expected true or false",
         "bool_type": "expected true or false", "string_type": "expected text", "list_type": "expected a list",
         "dict_type": "expected a mapping (key: value)", "model_type": "expected a mapping (key: value)",
@@ -40,12 +41,6 @@ def _phrase(error: Any) -> str:
     }
     if kind in simple:
         return simple[kind]
-    if kind == "int_parsing_size":  # e.g. 9.2e18 for a port: beyond what a whole number may be here
-        return "expected a whole number of a sensible size"
-    if kind.startswith("int_"):
-        return "expected a whole number"
-    if kind.startswith("float_"):
-        return "expected a number"
     if kind in ("value_error", "assertion_error"):
         return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if kind in ("literal_error", "enum"):

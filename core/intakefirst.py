@@ -44,6 +44,8 @@ worker counts as full."""
 STILL_BUSY = 0.25
 """Once the intake goes first, the share of a core below which the burst counts as over (the intake alone
 may want less than a full core; deliveries then take the rest)."""
+MIN_SESSIONS = 2
+"""Clients connected to this worker from which a full core counts as a burst of incoming mail."""
 SCHEDSTAT = Path("/proc/thread-self/schedstat")
 
 
@@ -60,8 +62,6 @@ def loop_demand() -> float:
     except (OSError, ValueError):
         return time.thread_time()
     return (int(run) + int(wait)) / 1e9
-MIN_SESSIONS = 2
-"""Clients connected to this worker from which a full core counts as a burst of incoming mail."""
 
 
 class IntakeFirst:
@@ -125,8 +125,7 @@ class IntakeFirst:
         return False
 
     def _end(self, now: float, why: str) -> bool:
-        if not self.active:
-            return False
+        """Called by ``look`` while a hold is on: end it (True: the caller wakes the scheduler)."""
         self.active = False
         self._calm_since = now
         log.info("intake first ended after %.1fs: %s", now - self._since, why)

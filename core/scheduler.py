@@ -197,14 +197,13 @@ class Scheduler:
 
     def _start_waiting(self, message_id: str) -> None:
         """A handed-off attempt's wait is over (its client's next reply, or the timer): start it once."""
+        if self._stopping:  # stop() releases it
+            return
         entry = self._waiting.pop(message_id, None)
         if entry is None:
             return
         message, timer = entry
         timer.cancel()
-        if self._stopping:  # stop() releases it
-            self._waiting[message_id] = (message, timer)
-            return
         self._start(message)
 
     def _start_all_waiting(self) -> None:

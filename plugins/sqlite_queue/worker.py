@@ -62,7 +62,7 @@ def as_batch_thread() -> bool:
     when it yields (the loop waits for input far more often than a slice lasts), and the writer
     finds more jobs to group when it runs. Measured with 20 clients, a new connection per message,
     two pinned workers sharing the machine with the clients and the sink (bench/run.py): intake
-    1,860 -> 2,220-2,350 msgs/s, end to end 1,290-1,360 -> 1,500-1,570; one client unchanged
+    1,860 -> 2,220-2,430 msgs/s, end to end 1,290-1,360 -> 1,500-1,620; one client unchanged
     (its loop waits for each commit: the core is idle and the writer runs at once). Where the
     platform has no such policy (or refuses it) the thread stays a normal one.
     """
