@@ -64,6 +64,25 @@ def test_the_loops_demand_counts_its_work_and_not_its_sleep() -> None:
     assert loop_demand() - start < 0.05
 
 
+def test_without_schedstat_the_loops_own_cpu_time_is_read(monkeypatch, tmp_path) -> None:
+    """Another OS, or a kernel without schedstats: ``loop_demand`` falls back to the thread's CPU time (it
+    still grows with work), and an unreadable file is no error."""
+    import time
+
+    from mailpipe.core import intakefirst
+
+    monkeypatch.setattr(intakefirst, "SCHEDSTAT", tmp_path / "no-such-schedstat")
+    start = loop_demand()
+    assert abs(start - time.thread_time()) < 0.05
+    spent, deadline = time.thread_time() + 0.05, time.monotonic() + 10  # 50 ms of this thread's CPU, bounded
+    while time.thread_time() < spent and time.monotonic() < deadline:
+        pass
+    assert loop_demand() - start >= 0.05
+    (tmp_path / "garbled").write_text("not numbers\n")
+    monkeypatch.setattr(intakefirst, "SCHEDSTAT", tmp_path / "garbled")
+    assert loop_demand() >= 0
+
+
 def test_a_full_core_with_clients_sending_holds_deliveries_to_one() -> None:
     m = Machine()
     assert m.gate.concurrency(10) == 10
