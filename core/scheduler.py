@@ -18,8 +18,9 @@ to claims, so mail that waits is not starved by new mail under load); its attemp
 from the message in memory, with no claim transaction and no read of its body. For a
 session's first message the intake asks that the attempt wait for the client's next reply
 (``core/intake/handoff.py``: a client that sends one message per connection then has its
-``QUIT`` answered before the attempt's first steps run); it starts after ``START_WITHIN``
-at the latest.
+``QUIT`` answered before the attempt's first steps run, and, when it was its worker's only
+client, its next connection is not served by a worker busy with the attempt); it starts after
+``START_WITHIN`` at the latest.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, TLSSetupException, syntax
 
 from .auth import RelayLogin
 from .data import read_data
-from .handoff import AFTER_NEXT_REPLY, Start
+from .handoff import AFTER_NEXT_REPLY, QuietStarts, Start, run_starts
 
 log = logging.getLogger("mailpipe.intake")
 
@@ -137,11 +137,14 @@ class ConnectionSlots:
     """Counts open intake connections against a limit, in total and per client address; the sessions table follows.
 
     ``opened(protocol, peer)`` is None when the connection is counted, else the reason it is
-    refused (the caller answers 421). ``per_client`` is never more than ``limit``.
+    refused (the caller answers 421). ``per_client`` is never more than ``limit``. With
+    ``other_workers`` (one of several ``pipeline serve`` workers) it keeps ``quiet``, the attempts
+    waiting for this worker to have no client (``handoff.QuietStarts``), and tells it of each change.
     """
 
     def __init__(self, limit: int, on_open: Callable[[Any, str], None], on_close: Callable[[Any], None],
-                 on_command: Callable[[Any, str, str | None], None], per_client: int | None = None) -> None:
+                 on_command: Callable[[Any, str, str | None], None], per_client: int | None = None,
+                 other_workers: bool = False) -> None:
         self.limit = limit
         self.per_client = min(per_client or limit, limit)
         self.active = 0
@@ -150,6 +153,9 @@ class ConnectionSlots:
         self.on_open = on_open
         self.on_close = on_close
         self.on_command = on_command
+        # Attempts waiting for this worker's intake to be quiet: only where another worker can take the
+        # client's next connection (one process serves every connection: waiting would gain nothing).
+        self.quiet = QuietStarts(lambda: self.active) if other_workers else None
 
     def opened(self, protocol: Any, peer: str) -> str | None:
         """Count a new connection from ``peer``; None when counted, else why it is refused."""
@@ -162,6 +168,8 @@ class ConnectionSlots:
             self.peak = self.active
         self.by_client[peer] = self.by_client.get(peer, 0) + 1
         self.on_open(protocol, peer)
+        if self.quiet is not None:
+            self.quiet.opened()
         return None
 
     def busiest(self) -> int:
@@ -178,6 +186,8 @@ class ConnectionSlots:
         else:
             self.by_client.pop(peer, None)
         self.on_close(protocol)
+        if self.quiet is not None:
+            self.quiet.closed()
 
 
 def _handshake_failure(error: BaseException) -> str:
@@ -326,7 +336,7 @@ class GatewaySMTP(SMTP):
         if self._counted:
             self._counted = False
             self._slots.closed(self, self._client)
-        self._start_after_reply()
+        self._start_after_reply(ending=True)
         super().connection_lost(error)
 
     def eof_received(self) -> bool | None:
@@ -351,19 +361,21 @@ class GatewaySMTP(SMTP):
             self._reply_lines.clear()
         self._writer.write(line + b"\r\n")  # aiosmtpd's push, without its per-reply debug formatting
         if self._after_reply:
-            self._start_after_reply()
+            self._start_after_reply(ending=line.startswith(b"221"))  # 221: the session ends (QUIT)
         if _aiosmtpd.log.isEnabledFor(logging.DEBUG):
             _aiosmtpd.log.debug("%r << %r", self._client, line)
         await self._writer.drain()
 
-    def _start_after_reply(self) -> None:
-        """The reply the handed-off attempts waited for is written (or the session ended): start them."""
+    def _start_after_reply(self, *, ending: bool = False) -> None:
+        """The reply the handed-off attempts waited for is written (or the session ended): start them — or,
+        when it ends the session and the session was the worker's only one, when the worker is quiet
+        (``handoff.QuietStarts``; this session is still counted when its ``221`` is written)."""
         starts, self._after_reply = self._after_reply, []
-        for start in starts:
-            try:
-                start()
-            except Exception:  # the scheduler's business; the session goes on
-                log.exception("starting a delivery after the reply failed")
+        quiet = self._slots.quiet
+        if ending and starts and quiet is not None and self._slots.active <= (1 if self._counted else 0):
+            quiet.add(starts)
+            return
+        run_starts(starts)
 
     # -- the idle timer -----------------------------------------------------------------
 

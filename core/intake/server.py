@@ -44,6 +44,7 @@ class Intake:
             on_command=lambda proto, state, helo: sessions.update(
                 proto, state=state, **({"helo": helo} if helo is not None else {})),
             per_client=slot.share(limits.max_connections_per_client),
+            other_workers=slot.count > 1,
         )
         self.servers: list[asyncio.base_events.Server] = []
         users = self.settings.relay.users

@@ -5,6 +5,11 @@ The real gateway with its SMTP intake and running scheduler, a real SMTP sink, a
 message waits in the scheduler until the client has had its next reply (or has gone); a later message
 of the same session starts at once; a client that stays silent has its message delivered after
 ``START_WITHIN``; a scheduler stopped meanwhile releases the waiting message, due again at once.
+
+With two workers, a session that ends alone (``QUIT``, or gone) leaves its attempt waiting for the
+worker to be quiet (``QuietStarts``): ``GRACE`` after its last client left, unless a client is back by
+then (it then waits for that one to go), or at once when a second client connects; with one process
+it starts at the ``221``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ import aiosmtplib
 import pytest
 
 from mailpipe.core import scheduler as scheduler_module
+from mailpipe.core.intake import handoff
+from mailpipe.core.workers import slot as slot_module
+from mailpipe.core.workers.slot import WorkerSlot
 from tests.peers.harness import Harness, simple_message, until
 from tests.peers.sink import RecordingSink
 from tests.smarthost.helpers import smarthost_config
@@ -108,5 +116,87 @@ def test_a_waiting_message_is_released_when_the_scheduler_stops(workdir, sink, m
         claimed = await h._gw.queue.claim_due(now, 10, "another-node", now + 60)
         assert [m.id for m in claimed] == ids, "the released message is not due at once"
         smtp.close()
+
+    run(workdir, sink, scenario)
+
+
+@pytest.fixture
+def two_workers(monkeypatch):
+    """This process is worker 1 of 2 (as a supervised ``pipeline serve`` worker would be)."""
+    monkeypatch.setattr(slot_module, "_current", WorkerSlot(1, 2))
+    monkeypatch.setattr(scheduler_module, "START_WITHIN", 30.0)
+
+
+def quiet_waiting(h: Harness) -> int:
+    return len(h._gw.intake.slots.quiet)
+
+
+def test_a_lone_client_that_quits_and_comes_back_has_its_attempt_wait_until_it_goes(workdir, sink, two_workers,
+                                                                                      monkeypatch):
+    monkeypatch.setattr(handoff, "GRACE", 0.3)
+
+    async def scenario(h: Harness, scheduler) -> None:
+        smtp = await client(h)
+        await smtp.sendmail("alice@example.org", ["bob1@remote.test"], message(1))
+        await smtp.quit()
+        back = await client(h)  # the same client's next connection, within GRACE
+        await back.noop()
+        assert quiet_waiting(h) == 1 and len(scheduler._waiting) == 1
+        await asyncio.sleep(2 * handoff.GRACE)  # the grace passes while the client is here: nothing starts
+        assert quiet_waiting(h) == 1 and not sink.messages, "started while the client was connected"
+        started = time.monotonic()
+        await back.quit()
+        await until(lambda: len(sink.messages) == 1, 10, "the message at the sink once the client went")
+        assert time.monotonic() - started >= handoff.GRACE * 0.9, "started before the grace was over"
+        assert quiet_waiting(h) == 0 and not scheduler._waiting
+
+    run(workdir, sink, scenario)
+
+
+def test_a_second_client_starts_the_waiting_attempts_at_once(workdir, sink, two_workers, monkeypatch):
+    monkeypatch.setattr(handoff, "GRACE", 30.0)
+
+    async def scenario(h: Harness, scheduler) -> None:
+        smtp = await client(h)
+        await smtp.sendmail("alice@example.org", ["bob1@remote.test"], message(1))
+        await smtp.quit()
+        first = await client(h)
+        await first.noop()
+        assert quiet_waiting(h) == 1
+        second = await client(h)  # two clients: the worker is not serving one client alone
+        await second.noop()
+        await until(lambda: len(sink.messages) == 1, 10, "the message at the sink")
+        assert quiet_waiting(h) == 0
+        await first.quit()
+        await second.quit()
+
+    run(workdir, sink, scenario)
+
+
+def test_a_lone_client_that_goes_away_has_its_attempt_started_after_the_grace(workdir, sink, two_workers,
+                                                                             monkeypatch):
+    monkeypatch.setattr(handoff, "GRACE", 0.05)
+
+    async def scenario(h: Harness, scheduler) -> None:
+        smtp = await client(h)
+        await smtp.sendmail("alice@example.org", ["bob1@remote.test"], message(1))
+        smtp.close()  # gone without QUIT
+        await until(lambda: len(sink.messages) == 1, 10, "the message at the sink")
+        assert quiet_waiting(h) == 0 and not scheduler._waiting
+
+    run(workdir, sink, scenario)
+
+
+def test_with_one_process_a_lone_clients_quit_starts_its_attempt(workdir, sink, monkeypatch):
+    """One process serves every connection: the attempt starts at the ``221`` (no waiting for quiet)."""
+    monkeypatch.setattr(scheduler_module, "START_WITHIN", 30.0)
+    monkeypatch.setattr(handoff, "GRACE", 30.0)
+
+    async def scenario(h: Harness, scheduler) -> None:
+        assert h._gw.intake.slots.quiet is None
+        smtp = await client(h)
+        await smtp.sendmail("alice@example.org", ["bob1@remote.test"], message(1))
+        await smtp.quit()
+        await until(lambda: len(sink.messages) == 1, 10, "the message at the sink")
 
     run(workdir, sink, scenario)
