@@ -173,6 +173,29 @@ def test_a_second_client_starts_the_waiting_attempts_at_once(workdir, sink, two_
     run(workdir, sink, scenario)
 
 
+def test_a_client_that_keeps_coming_back_has_at_most_max_waiting_attempts_wait(workdir, sink, two_workers,
+                                                                                monkeypatch):
+    """The worker is never quiet (its one client returns at once, as while the other worker restarts): once
+    ``MAX_WAITING`` attempts wait, the next lone session's end starts them, not ``START_WITHIN``."""
+    monkeypatch.setattr(handoff, "GRACE", 30.0)
+    monkeypatch.setattr(handoff, "MAX_WAITING", 2)
+
+    async def scenario(h: Harness, scheduler) -> None:
+        for n in (1, 2):
+            smtp = await client(h)
+            await smtp.sendmail("alice@example.org", [f"bob{n}@remote.test"], message(n))
+            await smtp.quit()
+            assert quiet_waiting(h) == n and not sink.messages
+        smtp = await client(h)
+        await smtp.sendmail("alice@example.org", ["bob3@remote.test"], message(3))
+        await smtp.quit()  # a third: the two waiting start, the third waits
+        await until(lambda: len(sink.messages) == 2, 10, "the two waiting messages at the sink")
+        assert quiet_waiting(h) == 1
+        assert sorted(m.rcpt_tos[0] for m in sink.messages) == ["bob1@remote.test", "bob2@remote.test"]
+
+    run(workdir, sink, scenario)
+
+
 def test_a_lone_client_that_goes_away_has_its_attempt_started_after_the_grace(workdir, sink, two_workers,
                                                                              monkeypatch):
     monkeypatch.setattr(handoff, "GRACE", 0.05)
