@@ -54,7 +54,7 @@ def run_starts(starts: list[Start]) -> None:
         try:
             start()
         except Exception:  # the scheduler's business; the session goes on
-            log.exception("starting a delivery after the reply failed")
+            log.exception("starting a handed-off delivery failed")
 
 
 class QuietStarts:

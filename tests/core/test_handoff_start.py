@@ -41,6 +41,13 @@ async def client(h: Harness) -> aiosmtplib.SMTP:
     return smtp
 
 
+async def sent(h: Harness, n: int, smtp: aiosmtplib.SMTP | None = None) -> aiosmtplib.SMTP:
+    """Message ``n`` (to ``bob<n>@remote.test``) sent on ``smtp``, or on a new session; the session, still open."""
+    smtp = smtp or await client(h)
+    await smtp.sendmail("alice@example.org", [f"bob{n}@remote.test"], message(n))
+    return smtp
+
+
 @pytest.fixture
 def sink():
     with RecordingSink("127.0.1.63") as s:
@@ -62,19 +69,17 @@ def test_a_sessions_first_message_starts_after_the_next_reply_and_later_ones_at_
     monkeypatch.setattr(scheduler_module, "START_WITHIN", 30.0)
 
     async def scenario(h: Harness, scheduler) -> None:
-        smtp = await client(h)
-        await smtp.sendmail("alice@example.org", ["bob1@remote.test"], message(1))
+        smtp = await sent(h, 1)
         assert len(scheduler._waiting) == 1 and not sink.messages, "started before the client's next command"
         await smtp.noop()  # the next reply: now it starts
         await until(lambda: len(sink.messages) == 1, 10, "the first message at the sink")
         assert not scheduler._waiting
-        await smtp.sendmail("alice@example.org", ["bob2@remote.test"], message(2))
+        await sent(h, 2, smtp)
         assert not scheduler._waiting, "a later message of the session waited"
         await until(lambda: len(sink.messages) == 2, 10, "the second message at the sink")
         await smtp.quit()
 
-        smtp = await client(h)  # a client that goes away without another command
-        await smtp.sendmail("alice@example.org", ["bob3@remote.test"], message(3))
+        smtp = await sent(h, 3)  # a client that goes away without another command
         assert len(scheduler._waiting) == 1
         smtp.close()
         await until(lambda: len(sink.messages) == 3, 10, "the message of the client that went away")
@@ -136,8 +141,7 @@ def test_a_lone_client_that_quits_and_comes_back_has_its_attempt_wait_until_it_g
     monkeypatch.setattr(handoff, "GRACE", 0.3)
 
     async def scenario(h: Harness, scheduler) -> None:
-        smtp = await client(h)
-        await smtp.sendmail("alice@example.org", ["bob1@remote.test"], message(1))
+        smtp = await sent(h, 1)
         await smtp.quit()
         back = await client(h)  # the same client's next connection, within GRACE
         await back.noop()
@@ -157,8 +161,7 @@ def test_a_second_client_starts_the_waiting_attempts_at_once(workdir, sink, two_
     monkeypatch.setattr(handoff, "GRACE", 30.0)
 
     async def scenario(h: Harness, scheduler) -> None:
-        smtp = await client(h)
-        await smtp.sendmail("alice@example.org", ["bob1@remote.test"], message(1))
+        smtp = await sent(h, 1)
         await smtp.quit()
         first = await client(h)
         await first.noop()
@@ -182,12 +185,10 @@ def test_a_client_that_keeps_coming_back_has_at_most_max_waiting_attempts_wait(w
 
     async def scenario(h: Harness, scheduler) -> None:
         for n in (1, 2):
-            smtp = await client(h)
-            await smtp.sendmail("alice@example.org", [f"bob{n}@remote.test"], message(n))
+            smtp = await sent(h, n)
             await smtp.quit()
             assert quiet_waiting(h) == n and not sink.messages
-        smtp = await client(h)
-        await smtp.sendmail("alice@example.org", ["bob3@remote.test"], message(3))
+        smtp = await sent(h, 3)
         await smtp.quit()  # a third: the two waiting start, the third waits
         await until(lambda: len(sink.messages) == 2, 10, "the two waiting messages at the sink")
         assert quiet_waiting(h) == 1
@@ -201,8 +202,7 @@ def test_a_lone_client_that_goes_away_has_its_attempt_started_after_the_grace(wo
     monkeypatch.setattr(handoff, "GRACE", 0.05)
 
     async def scenario(h: Harness, scheduler) -> None:
-        smtp = await client(h)
-        await smtp.sendmail("alice@example.org", ["bob1@remote.test"], message(1))
+        smtp = await sent(h, 1)
         smtp.close()  # gone without QUIT
         await until(lambda: len(sink.messages) == 1, 10, "the message at the sink")
         assert quiet_waiting(h) == 0 and not scheduler._waiting
@@ -217,8 +217,7 @@ def test_with_one_process_a_lone_clients_quit_starts_its_attempt(workdir, sink, 
 
     async def scenario(h: Harness, scheduler) -> None:
         assert h._gw.intake.slots.quiet is None
-        smtp = await client(h)
-        await smtp.sendmail("alice@example.org", ["bob1@remote.test"], message(1))
+        smtp = await sent(h, 1)
         await smtp.quit()
         await until(lambda: len(sink.messages) == 1, 10, "the message at the sink")
 
