@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -78,12 +79,14 @@ def log_in(driver: WebDriver, base: str, password: str) -> None:
 
 
 def flash(driver: WebDriver) -> str:
-    """The message the page shows after a Save or Undo (an error counts too); bounded wait."""
+    """The message the page shows after a Save or Undo (an error counts too); bounded wait. An element that
+    went stale was on the page the button is replacing: look again."""
     def found(d: WebDriver) -> str | bool:
         shown = d.find_elements(By.CSS_SELECTOR, "#flash, p.error, small.error")
         return " ".join(e.text for e in shown) or False
 
-    return WebDriverWait(driver, WAIT, poll_frequency=0.2).until(found, "no message after the button")
+    wait = WebDriverWait(driver, WAIT, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
+    return wait.until(found, "no message after the button")
 
 
 def next_retry_delay(setup: ConsoleSetup, message_id: str) -> float:
